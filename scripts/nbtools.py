@@ -1,0 +1,169 @@
+"""Notebook maintenance: Colab headers, freshness hashes, and full re-execution.
+
+    python scripts/nbtools.py headers            # rewrite every notebook's badge + setup cell
+    python scripts/nbtools.py execute [NB ...]   # re-execute in full mode, record the hash
+    python scripts/nbtools.py execute --force NB # also overwrite outputs made on a GPU
+    python scripts/nbtools.py status             # which notebooks are stale
+
+Conventions (see book/contributing.md):
+* cell 0 is the "Open in Colab" badge (tag ``colab-badge``), cell 1 the setup
+  cell (tag ``colab-setup``); both are generated from ``_config.yml``;
+* ``metadata.vae_course`` records how the outputs were made: the hash of the
+  code cells, the device, smoke or full mode, the seconds it took, torch's version;
+* solutions carry the tag ``solution``; exercise stubs the tag ``exercise``.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import hashlib
+import os
+import sys
+import time
+from pathlib import Path
+
+import nbformat
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = ROOT / "notebooks"
+BADGE_TAG, SETUP_TAG = "colab-badge", "colab-setup"
+
+
+def repo_settings() -> tuple[str, str]:
+    """(repository URL, branch) from ``_config.yml`` — the one place they live."""
+    config = yaml.safe_load((ROOT / "_config.yml").read_text())
+    return config["repository"]["url"].rstrip("/"), config["repository"]["branch"]
+
+
+def colab_url(nb_path: Path) -> str:
+    url, branch = repo_settings()
+    rel = nb_path.resolve().relative_to(ROOT).as_posix()
+    return f"https://colab.research.google.com/github/{url.split('github.com/')[1]}/blob/{branch}/{rel}"
+
+
+def badge_source(nb_path: Path) -> str:
+    return (f"[![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)]({colab_url(nb_path)})"
+            "  \n*Running in Colab? For the GPU notebooks choose Runtime → Change runtime type → T4 GPU.*")
+
+
+def setup_source() -> str:
+    url, branch = repo_settings()
+    return (
+        "# Setup: in Google Colab, install the course's helper package; anywhere else this does nothing.\n"
+        "import sys\n"
+        "if \"google.colab\" in sys.modules:\n"
+        f"    %pip install -q \"vae-course @ git+{url}@{branch}\""
+    )
+
+
+def sync_headers(nb: nbformat.NotebookNode, nb_path: Path) -> bool:
+    """Make cells 0 and 1 the badge and setup cell; return True if anything changed."""
+    cells = [c for c in nb.cells if not set(c.metadata.get("tags", [])) & {BADGE_TAG, SETUP_TAG}]
+    old = {tag: next((c for c in nb.cells if tag in c.metadata.get("tags", [])), None)
+           for tag in (BADGE_TAG, SETUP_TAG)}
+    badge = nbformat.v4.new_markdown_cell(badge_source(nb_path), metadata={"tags": [BADGE_TAG]})
+    setup = nbformat.v4.new_code_cell(setup_source(), metadata={"tags": [SETUP_TAG]})
+    if old[SETUP_TAG] is not None:  # keep the execution record of the old cell
+        setup.execution_count = old[SETUP_TAG].get("execution_count")
+        setup.outputs = old[SETUP_TAG].get("outputs", [])
+    changed = (old[BADGE_TAG] is None or old[BADGE_TAG].source != badge.source
+               or old[SETUP_TAG] is None or old[SETUP_TAG].source != setup.source
+               or nb.cells[:2] != [old[BADGE_TAG], old[SETUP_TAG]])
+    if changed:
+        for cell, new in ((old[BADGE_TAG], badge), (old[SETUP_TAG], setup)):
+            if cell is not None and "id" in cell:
+                new["id"] = cell["id"]
+        nb.cells = [badge, setup] + cells
+    return changed
+
+
+def code_hash(nb: nbformat.NotebookNode) -> str:
+    """sha256 of the code cells' sources (the generated setup cell excluded)."""
+    h = hashlib.sha256()
+    for cell in nb.cells:
+        if cell.cell_type == "code" and SETUP_TAG not in cell.metadata.get("tags", []):
+            h.update(cell.source.strip().encode() + b"\n\x00")
+    return h.hexdigest()
+
+
+def notebook_paths(names: list[str] | None = None) -> list[Path]:
+    if names:
+        return [Path(n).resolve() for n in names]
+    return sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
+
+
+def _device_description() -> str:
+    import torch
+
+    if torch.cuda.is_available():
+        return f"cuda: {torch.cuda.get_device_name(0)}"
+    return f"cpu: {os.cpu_count()} cores, {torch.get_num_threads()} torch threads"
+
+
+def execute(nb_path: Path, force: bool = False, timeout: int = 7200) -> float:
+    """Re-execute one notebook top to bottom in a fresh kernel, in full mode."""
+    from nbclient import NotebookClient
+    import torch
+
+    nb = nbformat.read(nb_path, as_version=4)
+    previous = nb.metadata.get("vae_course", {})
+    device = _device_description()
+    if previous.get("device", "").startswith("cuda") and not device.startswith("cuda") and not force:
+        raise SystemExit(f"{nb_path.name}: its outputs were made on {previous['device']}; refusing to "
+                         f"overwrite them from {device}. Use --force to do it anyway.")
+    sync_headers(nb, nb_path)
+    env_smoke = os.environ.pop("VAE_COURSE_SMOKE", None)
+    start = time.perf_counter()
+    try:
+        NotebookClient(nb, timeout=timeout, kernel_name="python3",
+                       resources={"metadata": {"path": str(nb_path.parent)}}).execute()
+    finally:
+        if env_smoke is not None:
+            os.environ["VAE_COURSE_SMOKE"] = env_smoke
+    seconds = time.perf_counter() - start
+    nb.metadata["vae_course"] = {
+        "code_hash": code_hash(nb),
+        "device": device,
+        "mode": "full",
+        "seconds": round(seconds, 1),
+        "torch": str(torch.__version__),
+        "executed": dt.date.today().isoformat(),
+    }
+    nbformat.write(nb, nb_path)
+    return seconds
+
+
+def stale(nb_path: Path) -> bool:
+    nb = nbformat.read(nb_path, as_version=4)
+    return nb.metadata.get("vae_course", {}).get("code_hash") != code_hash(nb)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("headers", help="rewrite the Colab badge and setup cell of every notebook")
+    ex = sub.add_parser("execute", help="re-execute notebooks in full mode and record their hash")
+    ex.add_argument("notebooks", nargs="*")
+    ex.add_argument("--force", action="store_true", help="overwrite outputs that were made on a GPU")
+    sub.add_parser("status", help="list notebooks whose code changed since their outputs were made")
+    args = parser.parse_args(argv)
+    if args.command == "headers":
+        for path in notebook_paths():
+            nb = nbformat.read(path, as_version=4)
+            if sync_headers(nb, path):
+                nbformat.write(nb, path)
+                print(f"updated {path.name}")
+    elif args.command == "execute":
+        for path in notebook_paths(args.notebooks):
+            print(f"executing {path.name} (full mode) ...", flush=True)
+            print(f"  done in {execute(path, force=args.force):.0f} s", flush=True)
+    else:
+        bad = [p.name for p in notebook_paths() if stale(p)]
+        print("stale: " + ", ".join(bad) if bad else "all notebooks are fresh")
+        return 1 if bad else 0
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

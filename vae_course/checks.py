@@ -1,0 +1,313 @@
+"""Instant checks for the exercises.
+
+Pass your function to the matching check, e.g. ``check_kl(my_kl)``. The check
+runs it on several inputs, compares values, shapes and (where it matters)
+gradients with the package's reference, and prints a verdict:
+
+* ``✅`` — correct;
+* ``❌`` — wrong, with a hint naming the usual mistake when it recognises one
+  (a sign error, a mean instead of a sum, the variance used as a log-variance,
+  a missing ½ ...);
+* ``⏳ not attempted yet`` — your function still returns ``None``. This never
+  raises, so a notebook still runs from top to bottom.
+
+Each check returns ``True`` / ``False`` / ``None`` (not attempted), so tests can
+use them too.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
+
+import torch
+from torch import Tensor
+
+from . import losses
+
+
+@dataclass
+class Variant:
+    """A known wrong answer: how it is computed and what to tell the learner."""
+
+    name: str
+    fn: Callable[..., Any]
+    hint: str
+
+
+def _as_tensor(out: Any) -> Tensor | None:
+    if isinstance(out, Tensor):
+        return out
+    if isinstance(out, (int, float)):
+        return torch.tensor(float(out))
+    return None
+
+
+def _close(a: Tensor, b: Tensor, rtol: float, atol: float, equal_nan: bool = False) -> bool:
+    return a.shape == b.shape and torch.allclose(a.double(), b.double(), rtol=rtol, atol=atol, equal_nan=equal_nan)
+
+
+def _clone_args(args: Sequence[Any], grad: bool) -> list[Any]:
+    out = []
+    for a in args:
+        if isinstance(a, Tensor) and a.is_floating_point():
+            a = a.detach().clone().requires_grad_(grad)
+        out.append(a)
+    return out
+
+
+def _grads(fn: Callable, args: Sequence[Any], seed: int | None) -> tuple[Tensor | None, list[Tensor | None]]:
+    """Run ``fn`` on fresh copies of ``args`` and return (output, d sum(output) / d args)."""
+    inputs = _clone_args(args, grad=True)
+    if seed is not None:
+        torch.manual_seed(seed)
+    out = _as_tensor(fn(*inputs))
+    if out is None or not out.requires_grad:
+        return out, [None for _ in inputs]
+    grads = torch.autograd.grad(out.sum(), [a for a in inputs if isinstance(a, Tensor) and a.requires_grad],
+                                allow_unused=True)
+    return out.detach(), list(grads)
+
+
+def run_check(
+    title: str,
+    fn: Callable[..., Any] | None,
+    reference: Callable[..., Any],
+    cases: Sequence[Sequence[Any]],
+    variants: Sequence[Variant] = (),
+    check_grad: bool = False,
+    seed: int | None = None,
+    rtol: float = 1e-4,
+    atol: float = 1e-4,
+) -> bool | None:
+    """Compare ``fn`` with ``reference`` on every input in ``cases``; print a verdict.
+
+    ``seed`` re-seeds torch before each call, so functions that draw random
+    numbers (like ``reparameterize``) can be compared exactly.
+    """
+    if fn is None:
+        print(f"⏳ {title}: not attempted yet — fill in the function above, then re-run this cell.")
+        return None
+    if not callable(fn):
+        print(f"❌ {title}: expected a function, got {type(fn).__name__}.")
+        return False
+    outputs = []
+    for args in cases:
+        try:
+            if seed is not None:
+                torch.manual_seed(seed)
+            raw = fn(*_clone_args(args, grad=False))
+        except Exception as err:  # the learner's code may fail in any way
+            print(f"❌ {title}: your function raised {type(err).__name__}: {err}")
+            return False
+        if raw is None:
+            print(f"⏳ {title}: not attempted yet — your function returns None.")
+            return None
+        out = _as_tensor(raw)
+        if out is None:
+            print(f"❌ {title}: expected a tensor, got {type(raw).__name__}.")
+            return False
+        outputs.append(out.detach())
+    expected = []
+    for args in cases:
+        if seed is not None:
+            torch.manual_seed(seed)
+        expected.append(_as_tensor(reference(*_clone_args(args, grad=False))).detach())
+    for out, ref in zip(outputs, expected):
+        if out.shape != ref.shape:
+            hint = _recognise(outputs, cases, variants, seed, rtol, atol)
+            print(f"❌ {title}: output shape {tuple(out.shape)}, expected {tuple(ref.shape)}. {hint}")
+            return False
+        if not _close(out, ref, rtol, atol):
+            hint = _recognise(outputs, cases, variants, seed, rtol, atol)
+            print(f"❌ {title}: the values are wrong. {hint}".rstrip())
+            return False
+    if check_grad:
+        for args in cases:
+            _, got = _grads(fn, args, seed)
+            _, want = _grads(reference, args, seed)
+            for g, w in zip(got, want):
+                if w is not None and (g is None or not _close(g, w, rtol, atol)):
+                    print(f"❌ {title}: the values are right but the gradients are not — did you use "
+                          f".detach(), .item(), .sample() or a non-differentiable step?")
+                    return False
+    print(f"✅ {title}: correct on {len(cases)} test inputs" + (" (values and gradients)." if check_grad else "."))
+    return True
+
+
+def _recognise(outputs, cases, variants, seed, rtol, atol) -> str:
+    for v in variants:
+        try:
+            matches = True
+            for out, args in zip(outputs, cases):
+                if seed is not None:
+                    torch.manual_seed(seed)
+                wrong = _as_tensor(v.fn(*_clone_args(args, grad=False)))
+                if wrong is None or not _close(out, wrong.detach(), rtol, atol, equal_nan=True):
+                    matches = False
+                    break
+        except Exception:
+            matches = False
+        if matches:
+            return f"Hint ({v.name}): {v.hint}"
+    return "Compare your code with the formula above, term by term."
+
+
+# ----------------------------------------------------------------- test inputs
+def _mu_logvar_cases() -> list[tuple[Tensor, Tensor]]:
+    """Fixed, varied inputs: batches of different sizes, zero, negative and large values."""
+    g = torch.Generator().manual_seed(0)
+    cases = []
+    for batch, dim in ((4, 3), (7, 20), (1, 1)):
+        mu = torch.randn(batch, dim, generator=g) * 1.5
+        logvar = torch.randn(batch, dim, generator=g) * 1.2
+        cases.append((mu, logvar))
+    cases.append((torch.zeros(2, 5), torch.zeros(2, 5)))  # q = prior: KL must be 0
+    return cases
+
+
+def _image_cases() -> list[tuple[Tensor, Tensor]]:
+    g = torch.Generator().manual_seed(1)
+    cases = []
+    for batch in (3, 5):
+        logits = torch.randn(batch, 1, 28, 28, generator=g) * 3
+        x = torch.rand(batch, 1, 28, 28, generator=g)
+        cases.append((logits, x))
+    x_bin = torch.bernoulli(torch.full((4, 1, 28, 28), 0.3), generator=g)
+    cases.append((torch.randn(4, 1, 28, 28, generator=g), x_bin))
+    return cases
+
+
+# ---------------------------------------------------------------------- checks
+def check_reparameterize(fn: Callable[[Tensor, Tensor], Tensor] | None) -> bool | None:
+    """Check ``fn(mu, logvar) -> z`` (the reparameterization trick), with ``torch.randn_like`` noise."""
+
+    def reference(mu: Tensor, logvar: Tensor) -> Tensor:
+        return mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)
+
+    variants = [
+        Variant("variance instead of standard deviation", lambda m, lv: m + torch.exp(lv) * torch.randn_like(m),
+                "sigma = exp(logvar / 2); exp(logvar) is the variance sigma^2."),
+        Variant("log-variance used as sigma", lambda m, lv: m + lv * torch.randn_like(m),
+                "logvar is log sigma^2, not sigma: use torch.exp(0.5 * logvar)."),
+        Variant("no noise", lambda m, lv: m + torch.exp(0.5 * lv),
+                "multiply sigma by eps = torch.randn_like(mu): without noise z is not a sample."),
+    ]
+    return run_check("reparameterize", fn, reference, _mu_logvar_cases(), variants, check_grad=True, seed=0)
+
+
+def check_kl(fn: Callable[[Tensor, Tensor], Tensor] | None) -> bool | None:
+    """Check ``fn(mu, logvar) -> (batch,)``: KL(N(mu, sigma^2) || N(0, I)) summed over dimensions."""
+
+    def term(mu, logvar):
+        return 1 + logvar - mu.pow(2) - logvar.exp()
+
+    variants = [
+        Variant("sign error", lambda m, lv: 0.5 * term(m, lv).sum(-1),
+                "the KL is -1/2 * sum(1 + log sigma^2 - mu^2 - sigma^2); yours has the opposite sign."),
+        Variant("mean instead of sum", lambda m, lv: -0.5 * term(m, lv).mean(-1),
+                "sum over the latent dimensions (dim=-1), don't average: each dimension adds its own KL."),
+        Variant("summed over the batch too", lambda m, lv: -0.5 * term(m, lv).sum(),
+                "return one KL per example, shape (batch,): sum over dim=-1 only."),
+        Variant("variance used as log-variance", lambda m, lv: -0.5 * (1 + torch.log(lv) - m.pow(2) - lv).sum(-1),
+                "the second argument is already log sigma^2: use it as is, and sigma^2 = logvar.exp()."),
+        Variant("missing 1/2", lambda m, lv: -term(m, lv).sum(-1), "don't forget the factor -1/2 in front."),
+        Variant("missing the 1", lambda m, lv: -0.5 * (lv - m.pow(2) - lv.exp()).sum(-1),
+                "the formula starts with 1 + ...: without it the KL of q = prior is not 0."),
+    ]
+    return run_check("kl_divergence", fn, losses.kl_divergence, _mu_logvar_cases(), variants, check_grad=True)
+
+
+def check_gaussian_kl(fn: Callable[[Tensor, Tensor, Tensor, Tensor], Tensor] | None) -> bool | None:
+    """Check ``fn(mu_q, logvar_q, mu_p, logvar_p) -> (batch,)``, the general diagonal-Gaussian KL."""
+    g = torch.Generator().manual_seed(2)
+    cases = [(m, lv, torch.randn(m.shape, generator=g), torch.randn(m.shape, generator=g))
+             for m, lv in _mu_logvar_cases()]
+
+    def swapped(mq, lq, mp, lp):
+        return losses.gaussian_kl(mp, lp, mq, lq)
+
+    variants = [
+        Variant("arguments swapped", swapped,
+                "KL is not symmetric: KL(q || p) puts var_q and (mu_q - mu_p)^2 over var_p."),
+        Variant("missing 1/2", lambda *a: 2 * losses.gaussian_kl(*a), "don't forget the factor 1/2."),
+        Variant("mean instead of sum", lambda *a: losses.gaussian_kl(*a) / a[0].shape[-1],
+                "sum over the latent dimensions, don't average."),
+    ]
+    return run_check("gaussian_kl", fn, losses.gaussian_kl, cases, variants, check_grad=True)
+
+
+def check_bernoulli_nll(fn: Callable[[Tensor, Tensor], Tensor] | None) -> bool | None:
+    """Check ``fn(logits, x) -> (batch,)``: binary cross-entropy summed over pixels."""
+    variants = [
+        Variant("mean over pixels", lambda lg, x: losses.bernoulli_nll(lg, x) / 784,
+                "sum over the 784 pixels (reduction='sum' per example), don't average them."),
+        Variant("sigmoid applied twice",
+                lambda lg, x: losses.bernoulli_nll(torch.sigmoid(lg), x),
+                "the decoder returns logits: use binary_cross_entropy_with_logits on them directly."),
+        Variant("summed over the batch", lambda lg, x: losses.bernoulli_nll(lg, x).sum(),
+                "return one number per example, shape (batch,)."),
+        Variant("sign error", lambda lg, x: -losses.bernoulli_nll(lg, x),
+                "a negative log-likelihood is positive: -log p(x|z) >= 0 for binary pixels."),
+    ]
+    return run_check("bernoulli_nll", fn, losses.bernoulli_nll, _image_cases(), variants, check_grad=True)
+
+
+def check_gaussian_nll(fn: Callable[[Tensor, Tensor], Tensor] | None, sigma: float = math.sqrt(0.5)) -> bool | None:
+    """Check ``fn(x_hat, x) -> (batch,)``: ``-log N(x; x_hat, sigma^2 I)`` with the default sigma^2 = 1/2."""
+    cases = [(torch.sigmoid(lg), x) for lg, x in _image_cases()]
+    ref = lambda xh, x: losses.gaussian_nll(xh, x, sigma)  # noqa: E731
+    d_const = lambda x: 0.5 * x[0].numel() * math.log(2 * math.pi * sigma**2)  # noqa: E731
+    variants = [
+        Variant("missing the constant", lambda xh, x: ref(xh, x) - d_const(x),
+                "add (D/2) log(2 pi sigma^2): it does not change the gradients, but it makes the number a "
+                "real negative log-likelihood."),
+        Variant("missing 1/(2 sigma^2)", lambda xh, x: (x - xh).pow(2).flatten(1).sum(1) + d_const(x),
+                "divide the squared error by 2 sigma^2 (here 2 * 0.5 = 1, so check your sigma)."
+                if sigma**2 != 0.5 else "divide the squared error by 2 sigma^2."),
+    ]
+    return run_check("gaussian_nll", fn, ref, cases, variants, check_grad=True)
+
+
+def check_vae_loss(fn: Callable[[Tensor, Tensor, Tensor, Tensor], Tensor] | None) -> bool | None:
+    """Check ``fn(logits, x, mu, logvar) -> scalar``: mean over the batch of recon + KL (nats per example)."""
+    g = torch.Generator().manual_seed(3)
+    cases = []
+    for logits, x in _image_cases():
+        mu = torch.randn(len(x), 20, generator=g)
+        cases.append((logits, x, mu, torch.randn(len(x), 20, generator=g) * 0.5))
+
+    def reference(lg, x, mu, lv):
+        return losses.vae_loss(lg, x, mu, lv).loss.mean()
+
+    def recon(lg, x):
+        return losses.bernoulli_nll(lg, x)
+
+    kl = losses.kl_divergence
+    variants = [
+        Variant("sum over the batch", lambda lg, x, m, lv: (recon(lg, x) + kl(m, lv)).sum(),
+                "divide by the batch size (take the mean over examples): losses are in nats per example."),
+        Variant("KL averaged over the batch, reconstruction summed",
+                lambda lg, x, m, lv: recon(lg, x).sum() + kl(m, lv).mean(),
+                "both terms need the same reduction, or the KL is weighted 1/batch_size (a classic bug)."),
+        Variant("KL subtracted", lambda lg, x, m, lv: (recon(lg, x) - kl(m, lv)).mean(),
+                "the loss is the *negative* ELBO = reconstruction + KL."),
+        Variant("KL forgotten", lambda lg, x, m, lv: recon(lg, x).mean(),
+                "add the KL term: without it this is a plain autoencoder."),
+    ]
+    return run_check("vae_loss", fn, reference, cases, variants, check_grad=True)
+
+
+def check_iwae(fn: Callable[[Tensor], Tensor] | None) -> bool | None:
+    """Check ``fn(log_weights) -> (batch,)``: logsumexp over K minus log K."""
+    g = torch.Generator().manual_seed(4)
+    cases = [(torch.randn(3, k, generator=g) * 5 - 100,) for k in (1, 10, 50)]
+    variants = [
+        Variant("forgot - log K", lambda lw: torch.logsumexp(lw, 1),
+                "subtract log K: you want the log of the *mean* of the weights."),
+        Variant("mean of log-weights", lambda lw: lw.mean(1),
+                "that is the ELBO (K = 1 bound); average the weights themselves, in log-space: logsumexp - log K."),
+        Variant("naive exp / log", lambda lw: torch.log(torch.exp(lw).mean(1)),
+                "exp(-100) underflows to 0: use torch.logsumexp, which subtracts the maximum first."),
+    ]
+    return run_check("iwae_log_likelihood", fn, losses.iwae_log_likelihood, cases, variants)

@@ -1,0 +1,218 @@
+"""The formulas of the course, one small function each.
+
+Conventions, the same everywhere in the course:
+
+* every function works on a batch and returns one number **per example**,
+  shape ``(batch,)``, *summed* over pixels and latent dimensions;
+* the trainer then takes the **mean over the batch**, so every printed loss is
+  in *nats per example* (a positive number; an ELBO is its negative);
+* decoders output **logits**, never probabilities, so the Bernoulli term can use
+  the numerically stable ``binary_cross_entropy_with_logits``;
+* everything is computed in float32, even when the model ran in bf16/fp16.
+"""
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+
+def _check_pair(mu: Tensor, logvar: Tensor, names: tuple[str, str] = ("mu", "logvar")) -> None:
+    """Clear errors for the two usual mistakes: non-tensors and mismatched shapes."""
+    for name, t in zip(names, (mu, logvar)):
+        if not isinstance(t, Tensor):
+            raise TypeError(f"{name}: expected a torch.Tensor, got {type(t).__name__}")
+        if t.dim() < 1:
+            raise ValueError(f"{name}: expected shape (batch, latent_dim), got a scalar")
+        if not t.is_floating_point():
+            raise TypeError(f"{name}: expected a floating-point tensor, got {t.dtype}")
+    if mu.shape != logvar.shape:
+        raise ValueError(
+            f"{names[0]} and {names[1]} must have the same shape, got "
+            f"{tuple(mu.shape)} and {tuple(logvar.shape)}"
+        )
+
+
+def reparameterize(mu: Tensor, logvar: Tensor, generator: torch.Generator | None = None) -> Tensor:
+    """Draw ``z ~ N(mu, exp(logvar))`` as ``z = mu + sigma * eps``, ``eps ~ N(0, I)``.
+
+    The randomness lives in ``eps`` alone, so ``z`` is a differentiable function
+    of ``mu`` and ``logvar`` (the reparameterization trick).
+
+    Args:
+        mu: ``(batch, latent_dim)`` means.
+        logvar: ``(batch, latent_dim)`` log-variances, ``log sigma^2``.
+        generator: optional ``torch.Generator`` for reproducible noise.
+    Returns:
+        ``(batch, latent_dim)`` samples.
+    """
+    _check_pair(mu, logvar)
+    std = torch.exp(0.5 * logvar)  # sigma = exp(log sigma^2 / 2), always positive
+    eps = torch.randn(mu.shape, dtype=mu.dtype, device=mu.device, generator=generator)
+    return mu + std * eps
+
+
+def kl_per_dimension(mu: Tensor, logvar: Tensor) -> Tensor:
+    """The KL of each latent dimension, ``(batch, latent_dim)``, in nats.
+
+    ``-1/2 * (1 + log sigma^2 - mu^2 - sigma^2)`` elementwise; summing over the
+    last axis gives :func:`kl_divergence`. Used to spot posterior collapse
+    (dimensions whose KL is ~0 carry no information) and for free bits.
+    """
+    _check_pair(mu, logvar)
+    mu, logvar = mu.float(), logvar.float()
+    return -0.5 * (1 + logvar - mu.pow(2) - logvar.exp())
+
+
+def kl_divergence(mu: Tensor, logvar: Tensor) -> Tensor:
+    """``KL(N(mu, diag(exp(logvar))) || N(0, I))`` per example, in nats.
+
+    The closed form derived in notebook 4 (and written in the seed guide):
+    ``-1/2 * sum_j (1 + log sigma_j^2 - mu_j^2 - sigma_j^2)``.
+
+    Args:
+        mu, logvar: ``(batch, latent_dim)``.
+    Returns:
+        ``(batch,)``, summed over latent dimensions, always >= 0.
+    """
+    return kl_per_dimension(mu, logvar).sum(dim=-1)
+
+
+def free_bits_kl(mu: Tensor, logvar: Tensor, free_bits: float) -> Tensor:
+    """The free-bits KL (Kingma et al. 2016), a scalar in nats per example.
+
+    The minibatch-average KL of each latent dimension is clamped below at
+    ``free_bits`` nats, then summed over dimensions. A dimension already under
+    the floor gets no gradient pushing it further towards the prior, which
+    protects against posterior collapse.
+    """
+    if not isinstance(free_bits, (int, float)) or not free_bits >= 0:
+        raise ValueError(f"free_bits: must be a non-negative number of nats, got {free_bits!r}")
+    return kl_per_dimension(mu, logvar).mean(dim=0).clamp(min=free_bits).sum()
+
+
+def gaussian_kl(mu_q: Tensor, logvar_q: Tensor, mu_p: Tensor, logvar_p: Tensor) -> Tensor:
+    """``KL(N(mu_q, diag(var_q)) || N(mu_p, diag(var_p)))`` per example, in nats.
+
+    ``1/2 * sum_j (log var_p - log var_q + (var_q + (mu_q - mu_p)^2) / var_p - 1)``.
+    With ``mu_p = 0`` and ``logvar_p = 0`` it equals :func:`kl_divergence`.
+    All four arguments have the same shape ``(batch, latent_dim)`` (the prior's
+    may broadcast from ``(latent_dim,)``). Returns ``(batch,)``.
+    """
+    _check_pair(mu_q, logvar_q, ("mu_q", "logvar_q"))
+    for name, t in (("mu_p", mu_p), ("logvar_p", logvar_p)):
+        if not isinstance(t, Tensor):
+            raise TypeError(f"{name}: expected a torch.Tensor, got {type(t).__name__}")
+        try:
+            torch.broadcast_shapes(t.shape, mu_q.shape)
+        except RuntimeError:
+            raise ValueError(
+                f"{name}: shape {tuple(t.shape)} does not broadcast to mu_q's {tuple(mu_q.shape)}"
+            ) from None
+    mu_q, logvar_q, mu_p, logvar_p = (t.float() for t in (mu_q, logvar_q, mu_p, logvar_p))
+    ratio = (logvar_q.exp() + (mu_q - mu_p).pow(2)) / logvar_p.exp()
+    kl = 0.5 * (logvar_p - logvar_q + ratio - 1)
+    return kl.expand(torch.broadcast_shapes(kl.shape, mu_q.shape)).sum(dim=-1)
+
+
+def _check_images(pred: Tensor, x: Tensor, pred_name: str) -> None:
+    for name, t in ((pred_name, pred), ("x", x)):
+        if not isinstance(t, Tensor):
+            raise TypeError(f"{name}: expected a torch.Tensor, got {type(t).__name__}")
+        if t.dim() < 2:
+            raise ValueError(f"{name}: expected shape (batch, ...), got {tuple(t.shape)}")
+    if pred.shape != x.shape:
+        raise ValueError(
+            f"{pred_name} and x must have the same shape, got {tuple(pred.shape)} and {tuple(x.shape)}"
+        )
+
+
+def bernoulli_nll(logits: Tensor, x: Tensor) -> Tensor:
+    """Bernoulli reconstruction term ``-log p(x | z)`` per example, in nats.
+
+    Each pixel is a coin with ``P(pixel = 1) = sigmoid(logit)``; the term is the
+    binary cross-entropy summed over pixels. ``x`` may be grayscale in [0, 1]
+    (then it is a cross-entropy, not a normalised likelihood: see notebook 5).
+
+    Args:
+        logits: ``(batch, ...)`` decoder outputs (before the sigmoid).
+        x: targets of the same shape, in [0, 1].
+    Returns:
+        ``(batch,)``.
+    """
+    _check_images(logits, x, "logits")
+    bce = F.binary_cross_entropy_with_logits(logits.float(), x.float(), reduction="none")
+    return bce.flatten(1).sum(dim=1)
+
+
+def gaussian_nll(x_hat: Tensor, x: Tensor, sigma: float = math.sqrt(0.5)) -> Tensor:
+    """Gaussian reconstruction term ``-log N(x; x_hat, sigma^2 I)`` per example, in nats.
+
+    ``||x - x_hat||^2 / (2 sigma^2) + (D/2) log(2 pi sigma^2)`` with ``D`` pixels.
+    With the default ``sigma^2 = 1/2`` this is the seed's ``||x - x_hat||^2``
+    plus the constant ``(D/2) log(pi)``: squared error *is* a Gaussian
+    likelihood, and ``sigma`` sets how much it weighs against the KL.
+
+    Args:
+        x_hat: ``(batch, ...)`` predicted means (e.g. ``sigmoid(logits)``).
+        x: targets of the same shape.
+        sigma: the fixed standard deviation (> 0).
+    Returns:
+        ``(batch,)``.
+    """
+    _check_images(x_hat, x, "x_hat")
+    if not isinstance(sigma, (int, float)) or isinstance(sigma, bool) or not sigma > 0:
+        raise ValueError(f"sigma: must be a positive number, got {sigma!r}")
+    sq = (x.float() - x_hat.float()).pow(2).flatten(1).sum(dim=1)
+    d = x[0].numel()
+    return sq / (2 * sigma**2) + 0.5 * d * math.log(2 * math.pi * sigma**2)
+
+
+class LossTerms(NamedTuple):
+    """Per-example terms, each ``(batch,)`` in nats: ``loss = recon + beta * kl``."""
+
+    loss: Tensor
+    recon: Tensor
+    kl: Tensor
+
+
+def vae_loss(logits: Tensor, x: Tensor, mu: Tensor, logvar: Tensor, beta: float = 1.0) -> LossTerms:
+    """The VAE objective per example: Bernoulli reconstruction + beta * KL.
+
+    With ``beta = 1`` the loss is the negative ELBO, an upper bound on
+    ``-log p(x)``. With ``beta != 1`` it is a useful objective but **not** a bound,
+    so compare models by their beta = 1 ELBO (see :func:`elbo`).
+    """
+    if not isinstance(beta, (int, float)) or isinstance(beta, bool) or not beta >= 0:
+        raise ValueError(f"beta: must be a non-negative number, got {beta!r}")
+    recon = bernoulli_nll(logits, x)
+    kl = kl_divergence(mu, logvar)
+    return LossTerms(recon + beta * kl, recon, kl)
+
+
+def elbo(recon: Tensor, kl: Tensor) -> Tensor:
+    """The evidence lower bound per example: ``-(recon + kl)`` (a negative number, nats)."""
+    return -(recon + kl)
+
+
+def iwae_log_likelihood(log_weights: Tensor) -> Tensor:
+    """Importance-weighted estimate ``log p(x) ~= logsumexp_k log w_k - log K``.
+
+    ``log w_k = log p(x | z_k) + log p(z_k) - log q(z_k | x)`` with ``z_k ~ q(z|x)``.
+    Its expectation is a lower bound on ``log p(x)`` that tightens as ``K`` grows
+    (Burda et al. 2015), so ``-`` it is an upper-bound *estimate* of the NLL.
+
+    Args:
+        log_weights: ``(batch, K)``.
+    Returns:
+        ``(batch,)`` in nats, computed in float32.
+    """
+    if not isinstance(log_weights, Tensor):
+        raise TypeError(f"log_weights: expected a torch.Tensor, got {type(log_weights).__name__}")
+    if log_weights.dim() != 2 or log_weights.shape[1] < 1:
+        raise ValueError(f"log_weights: expected shape (batch, K) with K >= 1, got {tuple(log_weights.shape)}")
+    lw = log_weights.float()
+    return torch.logsumexp(lw, dim=1) - math.log(lw.shape[1])

@@ -1,0 +1,86 @@
+"""Trained models that one notebook borrows from another.
+
+Every notebook runs on its own in a fresh kernel, so when notebook 6 wants the
+MLP VAE of notebook 5 it calls ``pretrained("vae-mnist")``: the model is trained
+the first time (with the settings in :data:`PRETRAINED`) and cached in
+``<cache>/pretrained/<name>-<hash>/checkpoint.pt``, the hash being that of its
+full training configuration — change a setting and a new model is trained.
+In smoke mode (``VAE_COURSE_SMOKE=1``) the models are trained on a small
+subset for one epoch, and cached under a different hash.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from .checkpoint import load_checkpoint, model_from_checkpoint
+from .settings import cache_dir, smoke_mode
+from .train import TrainConfig, Trainer
+
+# name -> the training settings (anything TrainConfig accepts).
+PRETRAINED: dict[str, dict[str, Any]] = {
+    # notebook 5's model: the seed's MLP VAE, grayscale MNIST, 10 epochs (canonical example settings)
+    "vae-mnist": {"model": "vae", "epochs": 10},
+    # a 2-D latent space that can be drawn (notebook 7)
+    "vae-2d": {"model": "vae", "latent_dim": 2, "epochs": 20},
+    # the conditional VAE (notebooks 8 and 9)
+    "cvae-mnist": {"model": "cvae", "epochs": 20},
+    # binarized-data models for likelihoods and anomaly detection (notebooks 6 and 9)
+    "vae-mnist-binary": {"model": "vae", "binarize": "dynamic", "epochs": 20},
+    "vae-fashion-binary": {"model": "vae", "dataset": "fashion-mnist", "binarize": "dynamic", "epochs": 20},
+    "conv-vae-binary": {"model": "conv-vae", "binarize": "dynamic", "epochs": 20},
+}
+SMOKE_SETTINGS = {"epochs": 1, "limit_train": 2000, "limit_test": 500}
+# Settings that do not change the trained weights, so they stay out of the hash.
+_NOT_HASHED = ("device", "log_every")
+
+
+def pretrained_config(name: str, **overrides: Any) -> TrainConfig:
+    """The :class:`TrainConfig` that ``pretrained(name)`` trains with."""
+    if name not in PRETRAINED:
+        raise ValueError(f"name: unknown pretrained model {name!r}; choose one of {sorted(PRETRAINED)}")
+    settings = {**PRETRAINED[name], **(SMOKE_SETTINGS if smoke_mode() else {}), **overrides}
+    try:
+        return TrainConfig(**settings)
+    except TypeError as err:
+        raise ValueError(f"overrides: {err}") from None
+
+
+def pretrained_dir(name: str, **overrides: Any) -> Path:
+    """The cache folder of this model and configuration."""
+    config = pretrained_config(name, **overrides)
+    hashed = {k: v for k, v in asdict(config).items() if k not in _NOT_HASHED}
+    key = hashlib.sha256(json.dumps(hashed, sort_keys=True).encode()).hexdigest()[:12]
+    return cache_dir() / "pretrained" / f"{name}-{key}"
+
+
+def pretrained(name: str, verbose: bool = True, **overrides: Any) -> nn.Module:
+    """A trained model by name (trained and cached on first use), in eval mode on the CPU.
+
+    ``overrides`` change training settings (e.g. ``epochs=5``); each distinct
+    configuration is cached separately. The checkpoint (with the training
+    history) is ``pretrained_dir(name) / "checkpoint.pt"``.
+    """
+    folder = pretrained_dir(name, **overrides)
+    path = folder / "checkpoint.pt"
+    config = pretrained_config(name, **overrides)
+    if path.is_file():
+        state = load_checkpoint(path)
+        if state["epoch"] >= config.epochs:
+            return model_from_checkpoint(state).eval()
+    if verbose:
+        print(f"Training the pretrained model {name!r} ({config.epochs} epochs); it is cached in {folder}")
+    trainer = Trainer(config=config, out_dir=folder, log=None, progress=verbose)
+    trainer.fit()
+    return trainer.model.cpu().eval()
+
+
+def pretrained_history(name: str, **overrides: Any) -> list[dict[str, float]]:
+    """The per-epoch training history of a pretrained model (training it if needed)."""
+    pretrained(name, verbose=False, **overrides)
+    return load_checkpoint(pretrained_dir(name, **overrides) / "checkpoint.pt")["history"]
