@@ -311,3 +311,35 @@ def check_iwae(fn: Callable[[Tensor], Tensor] | None) -> bool | None:
                 "exp(-100) underflows to 0: use torch.logsumexp, which subtracts the maximum first."),
     ]
     return run_check("iwae_log_likelihood", fn, losses.iwae_log_likelihood, cases, variants)
+
+
+def check_score_function(fn: Callable[..., Tensor] | None) -> bool | None:
+    """Check ``fn(f, z, mu, sigma) -> (n,)``: per-sample score-function estimates of
+    ``d/dmu E_{z ~ N(mu, sigma^2)}[f(z)]``, i.e. ``f(z) * (z - mu) / sigma^2`` (notebook 3).
+
+    ``z`` is a ``(n,)`` float64 tensor of samples, ``mu`` and ``sigma`` are floats.
+    """
+    from . import estimators
+
+    g = torch.Generator().manual_seed(5)
+    cases = []
+    for f, mu, sigma, n in ((torch.sin, 0.3, 0.8, 6), (lambda t: t**2, -1.0, 2.0, 5), (torch.exp, 0.5, 0.3, 4)):
+        z = mu + sigma * torch.randn(n, dtype=torch.float64, generator=g)
+        cases.append((f, z, mu, sigma))
+
+    def reference(f, z, mu, sigma):
+        return estimators.score_function_terms(f, z, mu, sigma, "mu")
+
+    variants = [
+        Variant("divided by sigma, not sigma^2", lambda f, z, m, s: f(z) * (z - m) / s,
+                "d/dmu log N(z; mu, sigma^2) = (z - mu) / sigma^2: divide by the variance."),
+        Variant("sign error", lambda f, z, m, s: -f(z) * (z - m) / s**2,
+                "d/dmu of -(z - mu)^2 / (2 sigma^2) is +(z - mu) / sigma^2."),
+        Variant("f(z) forgotten", lambda f, z, m, s: (z - m) / s**2,
+                "multiply the score by f(z): the score alone has mean 0 whatever f is."),
+        Variant("mu not subtracted", lambda f, z, m, s: f(z) * z / s**2,
+                "the score is (z - mu) / sigma^2: measure z from the mean."),
+        Variant("averaged", lambda f, z, m, s: (f(z) * (z - m) / s**2).mean(),
+                "return one estimate per sample, shape (n,): we take the mean (and the variance) afterwards."),
+    ]
+    return run_check("score-function estimator", fn, reference, cases, variants)
