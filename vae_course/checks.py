@@ -343,3 +343,100 @@ def check_score_function(fn: Callable[..., Tensor] | None) -> bool | None:
                 "return one estimate per sample, shape (n,): we take the mean (and the variance) afterwards."),
     ]
     return run_check("score-function estimator", fn, reference, cases, variants)
+
+
+# ----------------------------------------------- notebooks 8 and 9 (appended)
+def _active_unit_cases() -> list[tuple[Tensor]]:
+    """Posterior means ``(n, latent_dim)`` whose dimensions have variances far from
+    the 0.01 threshold: clearly active (~1), clearly dead (~1e-6) and in between
+    (~0.0025, whose standard deviation 0.05 *is* above 0.01)."""
+    g = torch.Generator().manual_seed(5)
+    cases = []
+    for n, scales in ((200, [1.0, 0.001, 0.05, 2.0, 0.0]), (50, [0.05] * 3 + [0.5] * 2), (300, [0.3] * 7)):
+        mu = torch.randn(n, len(scales), generator=g) * torch.tensor(scales) + 0.2
+        cases.append((mu,))
+    return cases
+
+
+def check_active_units(fn: Callable[[Tensor], Any] | None) -> bool | None:
+    """Check ``fn(mu) -> int``: how many columns of ``mu`` ``(n, latent_dim)`` have a
+    variance over the examples above 0.01 (Burda et al.'s active units)."""
+
+    def reference(mu: Tensor) -> Tensor:
+        return (mu.var(dim=0) > 0.01).sum().float()
+
+    variants = [
+        Variant("standard deviation instead of variance", lambda mu: (mu.std(dim=0) > 0.01).sum().float(),
+                "the criterion is on the variance Cov_x(E[z_u]) = mu[:, u].var(), not the standard deviation."),
+        Variant("mean instead of variance", lambda mu: (mu.mean(dim=0).abs() > 0.01).sum().float(),
+                "a unit is active when its posterior mean *changes* with x: use the variance over examples."),
+        Variant("variance over the wrong axis", lambda mu: (mu.var(dim=1) > 0.01).sum().float(),
+                "take the variance over the examples (dim=0), one number per latent dimension."),
+    ]
+    return run_check("active_units", fn, reference, _active_unit_cases(), variants)
+
+
+def check_free_bits(fn: Callable[[Tensor, Tensor, float], Tensor] | None) -> bool | None:
+    """Check ``fn(mu, logvar, free_bits) -> scalar``: the minibatch-average KL of each
+    dimension clamped below at ``free_bits`` nats, summed over dimensions."""
+    g = torch.Generator().manual_seed(6)
+    cases = []
+    for batch, dim, lam in ((16, 6, 0.5), (9, 4, 0.25), (32, 10, 0.0)):
+        mu = torch.randn(batch, dim, generator=g) * torch.linspace(0.05, 2.0, dim)
+        logvar = torch.randn(batch, dim, generator=g) * 0.3 - torch.linspace(0.0, 2.0, dim)
+        cases.append((mu, logvar, lam))
+    kl_dim = losses.kl_per_dimension
+    variants = [
+        Variant("clamped per example", lambda m, lv, lam: kl_dim(m, lv).clamp(min=lam).sum(-1).mean(),
+                "average each dimension's KL over the minibatch first, then clamp: free bits act on the "
+                "minibatch-average KL per dimension."),
+        Variant("clamp from above", lambda m, lv, lam: kl_dim(m, lv).mean(0).clamp(max=lam).sum(),
+                "the floor is a *minimum*: clamp(min=free_bits), so dimensions below it stop being pushed down."),
+        Variant("no clamp", lambda m, lv, lam: kl_dim(m, lv).mean(0).sum(),
+                "clamp each dimension's average KL below at free_bits before summing."),
+        Variant("clamped the total", lambda m, lv, lam: kl_dim(m, lv).sum(-1).mean().clamp(min=lam),
+                "the floor applies to each latent dimension separately, not to the total KL."),
+    ]
+    return run_check("free_bits_kl", fn, losses.free_bits_kl, cases, variants, check_grad=True)
+
+
+def check_auroc(fn: Callable[[Tensor, Tensor], Any] | None) -> bool | None:
+    """Check ``fn(normal_scores, anomalous_scores) -> float``: the probability that an
+    anomalous score is higher than a normal one, ties counting one half (the AUROC)."""
+    from .applications import auroc
+
+    g = torch.Generator().manual_seed(7)
+    cases = [
+        (torch.tensor([0.0, 1.0, 2.0, 2.0]), torch.tensor([2.0, 3.0, 1.0])),  # ties
+        (torch.randn(30, generator=g), torch.randn(20, generator=g) + 1.0),
+        (torch.randint(0, 4, (25,), generator=g).float(), torch.randint(1, 6, (15,), generator=g).float()),
+    ]
+
+    def reference(a: Tensor, b: Tensor) -> Tensor:
+        return torch.tensor(auroc(a, b))
+
+    variants = [
+        Variant("reversed", lambda a, b: torch.tensor(1 - auroc(a, b)),
+                "count the pairs where the *anomalous* score is higher than the normal one."),
+        Variant("ties ignored", lambda a, b: (b[:, None] > a[None, :]).double().mean(),
+                "pairs with equal scores (ties) count one half."),
+        Variant("ties counted fully", lambda a, b: (b[:, None] >= a[None, :]).double().mean(),
+                "pairs with equal scores (ties) count one half, not one."),
+    ]
+    return run_check("auroc", fn, reference, cases, variants, rtol=1e-6, atol=1e-6)
+
+
+def check_bits_per_dim(fn: Callable[[Tensor], Tensor] | None) -> bool | None:
+    """Check ``fn(nll_nats) -> bits_per_dim``: negative log-likelihoods ``(batch,)`` in
+    nats per 28×28 image, converted to bits per pixel (784 pixels)."""
+    g = torch.Generator().manual_seed(8)
+    cases = [(torch.rand(5, generator=g) * 100 + 50,), (torch.tensor([0.0, 543.5]),)]
+    variants = [
+        Variant("nats, not bits", lambda nll: nll / 784,
+                "1 bit = ln 2 nats: divide the nats by ln 2 (math.log(2)) to get bits."),
+        Variant("per image, not per pixel", lambda nll: nll / math.log(2),
+                "divide by the number of pixels, 784, as well."),
+        Variant("multiplied by ln 2", lambda nll: nll * math.log(2) / 784,
+                "bits = nats / ln 2 (there are fewer nats than bits in the same amount of information)."),
+    ]
+    return run_check("bits_per_dim", fn, lambda nll: nll / (784 * math.log(2)), cases, variants)
