@@ -216,3 +216,26 @@ def iwae_log_likelihood(log_weights: Tensor) -> Tensor:
         raise ValueError(f"log_weights: expected shape (batch, K) with K >= 1, got {tuple(log_weights.shape)}")
     lw = log_weights.float()
     return torch.logsumexp(lw, dim=1) - math.log(lw.shape[1])
+
+
+def aggregate_posterior_log_density(z: Tensor, mu: Tensor, logvar: Tensor) -> Tensor:
+    """``log q(z)`` of the aggregate posterior ``q(z) = 1/N sum_n N(z; mu_n, diag(exp(logvar_n)))``.
+
+    The mixture of every encoded image's Gaussian (notebook 7). If the encoder
+    matched the prior perfectly, ``q(z)`` would equal ``N(0, I)``. Computed with
+    ``logsumexp`` so that no density underflows.
+
+    Args:
+        z: ``(m, latent_dim)`` points where the density is wanted.
+        mu, logvar: ``(N, latent_dim)`` the encoder's outputs for ``N`` images.
+    Returns:
+        ``(m,)`` log-densities in nats (log of a density, so it can be positive).
+    """
+    _check_pair(mu, logvar)
+    if not isinstance(z, Tensor) or z.dim() != 2 or z.shape[1] != mu.shape[-1]:
+        shape = tuple(z.shape) if isinstance(z, Tensor) else type(z).__name__
+        raise ValueError(f"z: expected shape (m, {mu.shape[-1]}), got {shape}")
+    z, mu, logvar = z.float(), mu.float(), logvar.float()
+    diff = z[:, None, :] - mu[None, :, :]  # (m, N, d)
+    log_normal = -0.5 * (diff.pow(2) / logvar.exp() + logvar + math.log(2 * math.pi)).sum(-1)  # (m, N)
+    return torch.logsumexp(log_normal, dim=1) - math.log(mu.shape[0])

@@ -218,3 +218,32 @@ def build_model(name: str, **config) -> nn.Module:
         return MODELS[name](**config)
     except TypeError as err:
         raise ValueError(f"model {name!r}: bad constructor arguments {config}: {err}") from None
+
+
+def conv2d_output_size(size: int, kernel: int, stride: int = 1, padding: int = 0) -> int:
+    """Height (or width) of a ``Conv2d`` output, in pixels.
+
+    ``floor((size + 2 * padding - kernel) / stride) + 1``: the kernel starts at
+    the padded edge and moves ``stride`` pixels at a time while it still fits.
+    ConvVAE's encoder: ``conv2d_output_size(28, 4, 2, 1) == 14`` and then 7.
+    """
+    _check_positive(size=size, kernel=kernel, stride=stride)
+    if not isinstance(padding, int) or padding < 0:
+        raise ValueError(f"padding: must be a non-negative integer, got {padding!r}")
+    if size + 2 * padding < kernel:
+        raise ValueError(f"kernel {kernel} is larger than the padded input {size + 2 * padding}")
+    return (size + 2 * padding - kernel) // stride + 1
+
+
+def conv_transpose2d_output_size(size: int, kernel: int, stride: int = 1, padding: int = 0,
+                                 output_padding: int = 0) -> int:
+    """Height (or width) of a ``ConvTranspose2d`` output, in pixels.
+
+    ``(size - 1) * stride - 2 * padding + kernel + output_padding``, the inverse
+    of :func:`conv2d_output_size` (ConvVAE's decoder: 7 → 14 → 28).
+    """
+    _check_positive(size=size, kernel=kernel, stride=stride)
+    for name, value in (("padding", padding), ("output_padding", output_padding)):
+        if not isinstance(value, int) or value < 0:
+            raise ValueError(f"{name}: must be a non-negative integer, got {value!r}")
+    return (size - 1) * stride - 2 * padding + kernel + output_padding
