@@ -508,3 +508,152 @@ def check_aggregate_posterior(fn: Callable[[Tensor, Tensor, Tensor], Tensor] | N
                 "logvar is log sigma^2: the variance is exp(logvar), not exp(logvar / 2)."),
     ]
     return run_check("aggregate posterior log q(z)", fn, ref, cases, variants, check_grad=True)
+
+
+# ------------------------------------------------- notebooks 1 and 2 (appended)
+def _reconstruction_cases() -> list[tuple[Tensor, Tensor]]:
+    """(x_hat, x) pairs: reconstructions as probabilities and grayscale / binary targets."""
+    return [(torch.sigmoid(lg), x) for lg, x in _image_cases()]
+
+
+def check_squared_error(fn: Callable[[Tensor, Tensor], Tensor] | None) -> bool | None:
+    """Check ``fn(x_hat, x) -> (batch,)``: the seed's ``||x - x_hat||^2``, summed over pixels.
+
+    ``x_hat`` and ``x`` are ``(batch, 1, 28, 28)`` in [0, 1]; the answer is one
+    squared error per image (units: squared pixel intensity).
+    """
+
+    def reference(x_hat: Tensor, x: Tensor) -> Tensor:
+        return (x - x_hat).pow(2).flatten(1).sum(1)
+
+    variants = [
+        Variant("mean over pixels", lambda xh, x: reference(xh, x) / x[0].numel(),
+                "sum the squared errors over the 784 pixels; a mean divides the error by 784."),
+        Variant("one number for the whole batch", lambda xh, x: reference(xh, x).sum(),
+                "return one error per image, shape (batch,): sum over pixels only (x.flatten(1).sum(1))."),
+        Variant("F.mse_loss with its default reduction", lambda xh, x: (x - xh).pow(2).mean(),
+                "F.mse_loss averages over everything by default; use reduction='none' and sum per image."),
+        Variant("absolute error", lambda xh, x: (x - xh).abs().flatten(1).sum(1),
+                "square the differences: ||x - x_hat||^2 = sum of (x - x_hat)^2."),
+        Variant("norm instead of squared norm", lambda xh, x: reference(xh, x).sqrt(),
+                "the seed's loss is the *squared* norm: don't take the square root."),
+    ]
+    return run_check("squared_error", fn, reference, _reconstruction_cases(), variants, check_grad=True)
+
+
+def _encoder_cases() -> list[tuple[Tensor, Tensor, Tensor, Tensor, Tensor]]:
+    """Images and the weights of a 784 -> hidden -> latent MLP (``nn.Linear`` layout: ``(out, in)``)."""
+    g = torch.Generator().manual_seed(5)
+    cases = []
+    for batch, hidden, latent in ((3, 16, 2), (5, 32, 4)):
+        x = torch.rand(batch, 1, 28, 28, generator=g)
+        w1 = torch.randn(hidden, 784, generator=g) / 28
+        b1 = torch.randn(hidden, generator=g) * 0.5
+        w2 = torch.randn(latent, hidden, generator=g) / hidden**0.5
+        b2 = torch.randn(latent, generator=g) * 0.5
+        cases.append((x, w1, b1, w2, b2))
+    return cases
+
+
+def check_encoder_forward(fn: Callable[..., Tensor] | None) -> bool | None:
+    """Check ``fn(x, w1, b1, w2, b2) -> z``: the autoencoder's encoder written by hand.
+
+    ``x`` is ``(batch, 1, 28, 28)``; ``w1`` ``(hidden, 784)``, ``b1`` ``(hidden,)``,
+    ``w2`` ``(latent, hidden)``, ``b2`` ``(latent,)`` as stored by ``nn.Linear``;
+    ``z = relu(x_flat @ w1.T + b1) @ w2.T + b2`` is ``(batch, latent)``.
+    """
+
+    def reference(x, w1, b1, w2, b2):
+        return torch.relu(x.flatten(1) @ w1.T + b1) @ w2.T + b2
+
+    variants = [
+        Variant("no ReLU", lambda x, w1, b1, w2, b2: (x.flatten(1) @ w1.T + b1) @ w2.T + b2,
+                "apply torch.relu to the hidden layer: without it the two layers collapse into one linear map."),
+        Variant("ReLU on the code too", lambda x, w1, b1, w2, b2: torch.relu(reference(x, w1, b1, w2, b2)),
+                "no activation after the last layer: a ReLU there would forbid negative codes."),
+        Variant("sigmoid instead of ReLU",
+                lambda x, w1, b1, w2, b2: torch.sigmoid(x.flatten(1) @ w1.T + b1) @ w2.T + b2,
+                "the package's encoder uses a ReLU (torch.relu) in the hidden layer."),
+        Variant("biases forgotten", lambda x, w1, b1, w2, b2: torch.relu(x.flatten(1) @ w1.T) @ w2.T,
+                "each nn.Linear computes x @ W.T + b: add the biases b1 and b2."),
+    ]
+    return run_check("encoder_forward", fn, reference, _encoder_cases(), variants, check_grad=True)
+
+
+def check_gaussian_log_density(fn: Callable[[Tensor, Tensor, Tensor], Tensor] | None) -> bool | None:
+    """Check ``fn(z, mu, logvar) -> (batch,)``: ``log N(z; mu, diag(exp(logvar)))`` in nats,
+    summed over the ``(batch, dim)`` inputs' last axis."""
+    from .toy_models import diag_gaussian_log_density as reference
+
+    cases = []
+    g = torch.Generator().manual_seed(6)
+    for mu, logvar in _mu_logvar_cases():
+        cases.append((mu + torch.randn(mu.shape, generator=g) * logvar.mul(0.5).exp(), mu, logvar))
+    log2pi = math.log(2 * math.pi)
+    variants = [
+        Variant("missing the log(2 pi) constant", lambda z, m, lv: reference(z, m, lv) + 0.5 * log2pi * z.shape[-1],
+                "each dimension contributes -1/2 log(2 pi): the density must integrate to 1."),
+        Variant("divided by sigma instead of sigma^2",
+                lambda z, m, lv: -0.5 * (log2pi + lv + (z - m).pow(2) / lv.mul(0.5).exp()).sum(-1),
+                "the squared distance is divided by the variance sigma^2 = exp(logvar), not by sigma."),
+        Variant("missing the log-variance term", lambda z, m, lv: -0.5 * (log2pi + (z - m).pow(2) / lv.exp()).sum(-1),
+                "add -1/2 log sigma^2 per dimension (the normaliser 1/sqrt(2 pi sigma^2))."),
+        Variant("negative log-density", lambda z, m, lv: -reference(z, m, lv),
+                "return the log-density itself (usually negative for spread-out Gaussians), not its negative."),
+        Variant("mean over dimensions", lambda z, m, lv: reference(z, m, lv) / z.shape[-1],
+                "independent dimensions multiply densities, so their log-densities add: sum over dim=-1."),
+        Variant("missing 1/2", lambda z, m, lv: 2 * reference(z, m, lv), "don't forget the factor -1/2 in front."),
+    ]
+    return run_check("gaussian_log_density", fn, reference, cases, variants, check_grad=True)
+
+
+def _toy_elbo_cases() -> list[tuple[Any, Tensor, Tensor, Tensor]]:
+    from .toy_models import LinearGaussian
+
+    cases = []
+    g = torch.Generator().manual_seed(7)
+    for seed, (d, k, sigma, batch) in enumerate(((5, 2, 0.5, 4), (3, 1, 1.3, 2), (8, 3, 0.2, 3))):
+        model = LinearGaussian.random(d, k, sigma, seed=seed)
+        x, _ = model.sample(batch, generator=g)
+        q_mu = torch.randn(batch, k, generator=g, dtype=torch.float64)
+        q_logvar = torch.randn(batch, k, generator=g, dtype=torch.float64) - 1
+        cases.append((model, x, q_mu, q_logvar))
+    return cases
+
+
+def check_toy_elbo(fn: Callable[..., Tensor] | None) -> bool | None:
+    """Check ``fn(model, x, q_mu, q_logvar) -> (batch,)``: the closed-form ELBO of the
+    linear-Gaussian toy model (:class:`vae_course.toy_models.LinearGaussian`) for a
+    diagonal ``q(z) = N(q_mu, diag(exp(q_logvar)))``, in nats.
+
+    ``x`` is ``(batch, d)``; ``q_mu`` and ``q_logvar`` are ``(batch, k)``.
+    """
+
+    def diag_cov(lv: Tensor) -> Tensor:
+        return torch.diag_embed(lv.exp())
+
+    def reference(model, x, m, lv):
+        return model.elbo(x, m, diag_cov(lv))
+
+    def recon(model, x, m, lv):
+        return model.expected_log_likelihood(x, m, diag_cov(lv))
+
+    def plug_in(model, x, m, lv):  # log p(x | z = m): the spread term tr(W S W^T) forgotten
+        return model.log_likelihood(x, m)
+
+    def sigma_as_variance(model, x, m, lv):  # sigma written where sigma^2 belongs
+        sq = (x - m @ model.W.T - model.b).pow(2).sum(-1) + (lv.exp() * model.W.pow(2).sum(0)).sum(-1)
+        recon = -0.5 * (sq / model.sigma + model.d * math.log(2 * math.pi * model.sigma))
+        return recon - losses.kl_divergence(m, lv)
+
+    variants = [
+        Variant("spread of q forgotten", lambda mo, x, m, lv: plug_in(mo, x, m, lv) - losses.kl_divergence(m, lv),
+                "E_q[||x - Wz - b||^2] = ||x - Wm - b||^2 + tr(W S W^T): averaging over z ~ q adds the trace term."),
+        Variant("KL forgotten", lambda mo, x, m, lv: recon(mo, x, m, lv),
+                "subtract KL(q || p(z)) = -1/2 sum(1 + logvar - mu^2 - exp(logvar)) from the reconstruction term."),
+        Variant("KL added", lambda mo, x, m, lv: recon(mo, x, m, lv) + losses.kl_divergence(m, lv),
+                "the ELBO is E_q[log p(x|z)] *minus* KL(q || p(z))."),
+        Variant("sigma used as the variance", lambda mo, x, m, lv: sigma_as_variance(mo, x, m, lv),
+                "the likelihood's variance is sigma^2: divide by 2 sigma^2 and use log(2 pi sigma^2)."),
+    ]
+    return run_check("toy_elbo", fn, reference, _toy_elbo_cases(), variants, check_grad=True)
