@@ -116,3 +116,23 @@ def test_check_score_function():
     assert check_score_function(lambda f, z, mu, sigma: est.score_function_terms(f, z, mu, sigma)) is True
     assert check_score_function(lambda f, z, mu, sigma: f(z) * (z - mu) / sigma) is False
     assert check_score_function(lambda f, z, mu, sigma: (z - mu) / sigma**2) is False
+
+
+# The closed-form variances notebook 3 quotes (mu = 0.5 or 0, sigma = 1).
+def test_variance_formulas_square():
+    mu = 0.5
+    sf = est.score_function_estimates(lambda z: z**2, mu, 1.0, 400_000, generator=torch.Generator().manual_seed(7))
+    pw = est.pathwise_estimates(lambda z: z**2, mu, 1.0, 400_000, generator=torch.Generator().manual_seed(7))
+    assert est.summarize(pw).variance == pytest.approx(4.0, rel=0.02)
+    assert est.summarize(sf).variance == pytest.approx(mu**4 + 14 * mu**2 + 15, rel=0.05)
+
+
+@pytest.mark.parametrize("k", [0.5, 1.0, 3.0])
+def test_variance_formulas_sin(k):
+    var_pw = k**2 * (0.5 * (1 + math.exp(-2 * k**2)) - math.exp(-(k**2)))
+    var_sf = 0.5 - 0.5 * (1 - 4 * k**2) * math.exp(-2 * k**2) - k**2 * math.exp(-(k**2))
+    f = sin_k(k)
+    sf = est.score_function_estimates(f, 0.0, 1.0, 400_000, generator=torch.Generator().manual_seed(8))
+    pw = est.pathwise_estimates(f, 0.0, 1.0, 400_000, generator=torch.Generator().manual_seed(8))
+    assert est.summarize(pw).variance == pytest.approx(var_pw, rel=0.03)
+    assert est.summarize(sf).variance == pytest.approx(var_sf, rel=0.03)
