@@ -657,3 +657,37 @@ def check_toy_elbo(fn: Callable[..., Tensor] | None) -> bool | None:
                 "the likelihood's variance is sigma^2: divide by 2 sigma^2 and use log(2 pi sigma^2)."),
     ]
     return run_check("toy_elbo", fn, reference, _toy_elbo_cases(), variants, check_grad=True)
+
+
+def _entropy_cases() -> list[tuple[Tensor]]:
+    """Grayscale targets with exact 0s and 1s (like MNIST's background and strokes), and binary ones."""
+    g = torch.Generator().manual_seed(5)
+    gray = torch.rand(3, 1, 28, 28, generator=g)
+    mixed = torch.rand(4, 1, 28, 28, generator=g)
+    mixed[mixed < 0.5] = 0.0  # background pixels: exactly 0, where a naive p * log(p) gives NaN
+    mixed[mixed > 0.9] = 1.0
+    binary = torch.bernoulli(torch.full((2, 1, 28, 28), 0.2), generator=g)
+    return [(gray,), (mixed,), (binary,)]
+
+
+def check_bernoulli_entropy(fn: Callable[[Tensor], Tensor] | None) -> bool | None:
+    """Check ``fn(x) -> (batch,)``: the minimum achievable BCE for targets ``x`` in [0, 1],
+    i.e. the entropy ``sum_i H(x_i)`` in nats, with ``0 log 0 = 0``."""
+
+    def naive(x: Tensor) -> Tensor:
+        return -(x * torch.log(x) + (1 - x) * torch.log(1 - x)).flatten(1).sum(1)
+
+    ref = losses.bernoulli_entropy
+    variants = [
+        Variant("0 log 0 gives NaN", naive,
+                "pixels that are exactly 0 or 1 give 0 * log(0) = NaN; use torch.xlogy(x, x), which is 0 there "
+                "(a pixel that is surely 0 or surely 1 has no uncertainty)."),
+        Variant("mean over pixels", lambda x: ref(x) / 784, "sum over the 784 pixels, don't average them."),
+        Variant("bits instead of nats", lambda x: ref(x) / math.log(2),
+                "use the natural logarithm (torch.log): the course's losses are in nats."),
+        Variant("sign error", lambda x: -ref(x), "an entropy is >= 0: H(p) = -p log p - (1 - p) log(1 - p)."),
+        Variant("only the p log p term", lambda x: -torch.xlogy(x, x).flatten(1).sum(1),
+                "each pixel is a coin with two outcomes: add the (1 - p) log(1 - p) term too."),
+        Variant("summed over the batch", lambda x: ref(x).sum(), "return one number per image, shape (batch,)."),
+    ]
+    return run_check("bernoulli_entropy", fn, ref, _entropy_cases(), variants)

@@ -239,3 +239,29 @@ def aggregate_posterior_log_density(z: Tensor, mu: Tensor, logvar: Tensor) -> Te
     diff = z[:, None, :] - mu[None, :, :]  # (m, N, d)
     log_normal = -0.5 * (diff.pow(2) / logvar.exp() + logvar + math.log(2 * math.pi)).sum(-1)  # (m, N)
     return torch.logsumexp(log_normal, dim=1) - math.log(mu.shape[0])
+
+
+def bernoulli_entropy(x: Tensor) -> Tensor:
+    """The smallest value :func:`bernoulli_nll` can take for targets ``x``, per example, in nats.
+
+    ``sum_i H(x_i)`` with ``H(p) = -p log p - (1 - p) log(1 - p)`` (``0 log 0 = 0``).
+    For every pixel, ``BCE(x_i, p_i) = H(x_i) + KL(Ber(x_i) || Ber(p_i)) >= H(x_i)``,
+    with equality only when the decoder predicts ``p_i = x_i``. So on grayscale
+    targets even a perfect reconstruction has a positive "loss" (about 45.5 nats
+    per MNIST test image); on binary targets the floor is 0 and the BCE is a true
+    negative log-likelihood (notebook 5).
+
+    Args:
+        x: ``(batch, ...)`` targets in [0, 1].
+    Returns:
+        ``(batch,)`` float32, summed over every non-batch dimension, >= 0.
+    """
+    if not isinstance(x, Tensor):
+        raise TypeError(f"x: expected a torch.Tensor, got {type(x).__name__}")
+    if x.dim() < 2:
+        raise ValueError(f"x: expected shape (batch, ...), got {tuple(x.shape)}")
+    x = x.float()
+    if x.numel() and (x.min() < 0 or x.max() > 1):
+        raise ValueError(f"x: values must lie in [0, 1], found [{x.min().item():.3g}, {x.max().item():.3g}]")
+    h = -(torch.xlogy(x, x) + torch.xlogy(1 - x, 1 - x))  # xlogy(0, 0) = 0: binary pixels cost nothing
+    return h.flatten(1).sum(dim=1)
