@@ -158,3 +158,36 @@ def interpolate(model: nn.Module, z0: Tensor, z1: Tensor, steps: int = 10, spher
     z = slerp(z0, z1, t) if spherical else torch.lerp(z0, z1, t[:, None])
     device = next(model.parameters()).device
     return torch.sigmoid(model.decode(z.to(device))).cpu()
+
+
+@torch.no_grad()
+def latent_grid(model: nn.Module, z_min: Sequence[float], z_max: Sequence[float], n: int = 15,
+                dims: tuple[int, int] = (0, 1), title: str = "Decoded grid of latent points", ax=None):
+    """Decode an ``n × n`` grid over any rectangle ``[z_min[0], z_max[0]] × [z_min[1], z_max[1]]``
+    of the latent plane spanned by ``dims`` (other coordinates 0), and show each image at its code.
+
+    Like :func:`latent_manifold`, but for a box that is not centred on 0 (a plain
+    autoencoder's codes can sit anywhere). ``z_min`` and ``z_max`` are two numbers each,
+    in latent units; the image's axes are in the same units.
+    """
+    (x0, y0), (x1, y1) = (tuple(float(v) for v in z_min), tuple(float(v) for v in z_max))
+    if not (x1 > x0 and y1 > y0):
+        raise ValueError(f"z_min must be below z_max in both coordinates, got {z_min} and {z_max}")
+    device = next(model.parameters()).device
+    # Cell centres, so each image sits exactly over the codes it stands for.
+    xs = x0 + (torch.arange(n) + 0.5) * (x1 - x0) / n
+    ys = y0 + (torch.arange(n) + 0.5) * (y1 - y0) / n
+    gy, gx = torch.meshgrid(ys.flip(0), xs, indexing="ij")  # top row = largest z2
+    z = torch.zeros(n * n, model.latent_dim)
+    z[:, dims[0]], z[:, dims[1]] = gx.reshape(-1), gy.reshape(-1)
+    images = torch.sigmoid(model.decode(z.to(device))).cpu()
+    grid = make_grid(images, nrow=n, padding=0)[0]
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(6, 6))
+    else:
+        fig = ax.figure
+    ax.imshow(grid, cmap="gray", extent=(x0, x1, y0, y1), vmin=0, vmax=1, aspect="auto")
+    ax.set_xlabel(f"$z_{dims[0] + 1}$")
+    ax.set_ylabel(f"$z_{dims[1] + 1}$")
+    ax.set_title(title)
+    return fig
