@@ -163,3 +163,28 @@ def test_unrecognised_wrong_answers_get_the_generic_hint(capsys):
 def test_gradients_are_checked(capsys):
     result, out = verdict(capsys, checks.check_squared_error, lambda xh, x: squared_error(xh.detach(), x))
     assert result is False and "gradients" in out
+
+
+# ------------------------------------------------------- plots.latent_grid
+def test_latent_grid_places_each_image_at_its_code():
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from vae_course import plots
+
+    torch.manual_seed(0)
+    model = Autoencoder(latent_dim=2)
+    fig = plots.latent_grid(model, (-3.0, 1.0), (2.0, 5.0), n=4, title="t")
+    image = fig.axes[0].images[0]
+    assert image.get_extent() == [-3.0, 2.0, 1.0, 5.0]
+    pixels = torch.as_tensor(image.get_array())
+    assert pixels.shape == (4 * 28, 4 * 28)
+    # Top-left cell: the smallest z1 and the largest z2, at the cell's centre.
+    z = torch.tensor([[-3.0 + 0.5 * 5 / 4, 5.0 - 0.5 * 4 / 4]])
+    with torch.no_grad():
+        want = torch.sigmoid(model.decode(z))[0, 0]
+    assert torch.allclose(pixels[:28, :28].float(), want, atol=1e-6)
+    with pytest.raises(ValueError, match="below"):
+        plots.latent_grid(model, (1.0, 0.0), (0.0, 1.0))
+    plt.close("all")
