@@ -1,0 +1,82 @@
+"""Write the student version of the notebooks: the same chain without the solutions.
+
+    python scripts/make_student.py notebooks student      # what `make student` runs
+
+For every ``NN_*.ipynb`` in SRC it writes DST/NN_*.ipynb with
+
+* every cell tagged ``solution`` removed (and, as a safety net, any cell whose
+  first line is ``# @title Solution``);
+* everything else kept: the text, the exercise stubs (tag ``exercise``), which
+  return ``None``, and the check cells after them, which then print
+  "⏳ not attempted yet" instead of failing;
+* all outputs and execution counts cleared, and the record of the teacher's run
+  (``metadata.vae_course``, saved widget state) dropped, so the students' copy
+  shows only what *they* run.
+
+Run it from anywhere; it exits non-zero if SRC holds no notebook.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import nbformat
+
+SOLUTION_TAG = "solution"
+SOLUTION_TITLE = "# @title solution"
+
+
+def is_solution(cell: nbformat.NotebookNode) -> bool:
+    """True for a solution cell: tagged ``solution``, or a ``# @title Solution`` form."""
+    if SOLUTION_TAG in cell.get("metadata", {}).get("tags", []):
+        return True
+    first = cell.get("source", "").lstrip().split("\n", 1)[0].strip().lower()
+    return first.startswith(SOLUTION_TITLE)
+
+
+def student_notebook(nb: nbformat.NotebookNode) -> tuple[nbformat.NotebookNode, int]:
+    """The student copy of one notebook, and how many solution cells it lost."""
+    kept = [cell for cell in nb.cells if not is_solution(cell)]
+    removed = len(nb.cells) - len(kept)
+    for cell in kept:
+        if cell.cell_type == "code":
+            cell.outputs = []
+            cell.execution_count = None
+        cell.metadata.pop("execution", None)
+    nb.cells = kept
+    nb.metadata.pop("vae_course", None)
+    nb.metadata.pop("widgets", None)
+    return nb, removed
+
+
+def make_student(src: Path, dst: Path) -> list[tuple[str, int]]:
+    """Write the student copies of SRC/NN_*.ipynb into DST; return (name, removed) pairs."""
+    paths = sorted(src.glob("[0-9][0-9]_*.ipynb"))
+    if not paths:
+        raise SystemExit(f"make_student: no notebooks (NN_*.ipynb) in {src}")
+    dst.mkdir(parents=True, exist_ok=True)
+    report = []
+    for path in paths:
+        nb, removed = student_notebook(nbformat.read(path, as_version=4))
+        nbformat.validate(nb)
+        nbformat.write(nb, dst / path.name)
+        report.append((path.name, removed))
+    return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("src", type=Path, help="folder with the course notebooks (notebooks/)")
+    parser.add_argument("dst", type=Path, help="folder to write the student version into (student/)")
+    args = parser.parse_args(argv)
+    report = make_student(args.src, args.dst)
+    for name, removed in report:
+        print(f"  {name}: {removed} solution cell{'s' if removed != 1 else ''} removed")
+    print(f"Student version: {len(report)} notebooks in {args.dst}/ (outputs cleared). "
+          "Share it as described in book/instructors.md.")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
