@@ -166,3 +166,19 @@ def test_check_bits_per_dim_paths(capsys):
     assert checks.check_bits_per_dim(lambda nll: nll / 784) is False
     assert "ln 2" in capsys.readouterr().out
     assert checks.check_bits_per_dim(lambda nll: nll / math.log(2)) is False
+
+
+def test_impute_keeps_observed_pixels_and_fills_the_rest():
+    torch.manual_seed(0)
+    model = VAE(latent_dim=2, hidden_dim=8)
+    x = torch.bernoulli(torch.full((3, 1, 28, 28), 0.3))
+    observed = torch.ones_like(x)
+    observed[..., 10:20, 10:20] = 0
+    out = A.impute(model, x, observed, steps=3)
+    assert out.shape == x.shape
+    assert torch.equal(out[observed.bool()], x[observed.bool()])
+    missing = out[~observed.bool()]
+    assert torch.all((missing > 0) & (missing < 1))  # model probabilities, not the hidden pixels
+    assert torch.equal(A.impute(model, x, torch.ones_like(x), steps=1), x)
+    with pytest.raises(ValueError):
+        A.impute(model, x, observed, steps=0)
