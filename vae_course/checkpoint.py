@@ -7,6 +7,7 @@ object: a checkpoint downloaded from a stranger cannot run code on your machine.
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import pickle
 import tempfile
@@ -27,6 +28,31 @@ class CheckpointError(ValueError):
     """A checkpoint that cannot be used: unsafe, damaged, or for another model."""
 
 
+def _digest(obj: Any, h: "hashlib._Hash | None" = None) -> str:
+    """A SHA-256 of everything in a checkpoint (tensor bytes, shapes, dtypes, and
+    the plain values), so a flipped bit on disk is caught at load time instead of
+    silently giving wrong weights. Dict keys are visited in sorted order."""
+    top = h is None
+    h = hashlib.sha256() if top else h
+    if isinstance(obj, torch.Tensor):
+        t = obj.detach().cpu().contiguous()
+        h.update(f"T{t.dtype}{tuple(t.shape)}".encode())
+        if t.numel():
+            h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    elif isinstance(obj, dict):
+        h.update(b"D")
+        for key in sorted(obj, key=repr):
+            h.update(repr(key).encode())
+            _digest(obj[key], h)
+    elif isinstance(obj, (list, tuple)):
+        h.update(b"L" if isinstance(obj, list) else b"U")
+        for item in obj:
+            _digest(item, h)
+    else:
+        h.update(f"V{type(obj).__name__}:{obj!r}".encode())
+    return h.hexdigest() if top else ""
+
+
 def save_checkpoint(state: dict[str, Any], path: str | os.PathLike) -> Path:
     """Write ``state`` to ``path`` atomically.
 
@@ -37,8 +63,16 @@ def save_checkpoint(state: dict[str, Any], path: str | os.PathLike) -> Path:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    # A checksum of the contents lets load_checkpoint detect bit rot and partial copies.
+    state = {**{k: v for k, v in state.items() if k != "checksum"}}
+    state["checksum"] = _digest(state)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        # mkstemp creates the file readable by its owner only; give it the usual
+        # permissions (0666 minus the umask), like a file written with open().
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
         with os.fdopen(fd, "wb") as f:
             torch.save(state, f)
             f.flush()
@@ -81,6 +115,11 @@ def load_checkpoint(
             f"({type(err).__name__}); re-create it, or use an earlier copy."
         ) from None
     _validate(state, path)
+    if "checksum" in state and _digest({k: v for k, v in state.items() if k != "checksum"}) != state["checksum"]:
+        raise CheckpointError(
+            f"checkpoint {path} is corrupted: its contents do not match the checksum stored when it was "
+            f"saved (a damaged disk, or an incomplete copy?); re-create it, or use an earlier copy."
+        )
     if expect_model is not None and state["model_name"] != expect_model:
         raise CheckpointError(
             f"checkpoint {path} is for model {state['model_name']!r}, but {expect_model!r} was expected"
@@ -104,11 +143,20 @@ def _validate(state: Any, path: Path) -> None:
             f"checkpoint {path} has format version {state['format_version']}, "
             f"this vae_course reads version {FORMAT_VERSION}"
         )
+    kinds = {"model_name": str, "model_config": dict, "model_state": dict, "epoch": int, "history": list}
+    for key, kind in kinds.items():
+        if not isinstance(state[key], kind) or isinstance(state[key], bool):
+            raise CheckpointError(
+                f"checkpoint {path}: {key} should be a {kind.__name__}, found {type(state[key]).__name__}"
+            )
 
 
 def model_from_checkpoint(state: dict[str, Any]) -> nn.Module:
     """Rebuild the model a checkpoint describes and load its weights."""
-    model = build_model(state["model_name"], **state["model_config"])
+    try:
+        model = build_model(state["model_name"], **state["model_config"])
+    except ValueError as err:
+        raise CheckpointError(f"checkpoint describes a model this vae_course cannot build: {err}") from None
     load_weights(model, state)
     return model
 
@@ -124,4 +172,8 @@ def load_weights(model: nn.Module, state: dict[str, Any]) -> None:
         raise CheckpointError(
             f"checkpoint's model settings {state['model_config']} differ from this model's {expected}"
         )
-    model.load_state_dict(state["model_state"])
+    try:
+        model.load_state_dict(state["model_state"])
+    except RuntimeError as err:  # missing / unexpected / wrongly shaped tensors
+        detail = " ".join(str(err).split())[:300]
+        raise CheckpointError(f"checkpoint's weights do not fit the {state['model_name']!r} model: {detail}") from None

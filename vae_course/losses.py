@@ -167,7 +167,7 @@ def gaussian_nll(x_hat: Tensor, x: Tensor, sigma: float = math.sqrt(0.5)) -> Ten
     if not isinstance(sigma, (int, float)) or isinstance(sigma, bool) or not sigma > 0:
         raise ValueError(f"sigma: must be a positive number, got {sigma!r}")
     sq = (x.float() - x_hat.float()).pow(2).flatten(1).sum(dim=1)
-    d = x[0].numel()
+    d = math.prod(x.shape[1:])  # pixels per example (also defined for an empty batch)
     return sq / (2 * sigma**2) + 0.5 * d * math.log(2 * math.pi * sigma**2)
 
 

@@ -36,6 +36,10 @@ def _check_images(x: Tensor) -> None:
         raise TypeError(f"x: expected a torch.Tensor of images, got {type(x).__name__}")
     if x.dim() != 4 or tuple(x.shape[1:]) != IMAGE_SHAPE:
         raise ValueError(f"x: expected images of shape (batch, 1, 28, 28), got {tuple(x.shape)}")
+    if not x.is_floating_point():
+        raise TypeError(
+            f"x: expected floating-point pixels in [0, 1], got {x.dtype} (raw bytes? use x.float() / 255)"
+        )
 
 
 class VariationalModel(nn.Module):
@@ -54,6 +58,8 @@ class VariationalModel(nn.Module):
     @torch.no_grad()
     def sample(self, n: int, y: Tensor | None = None, generator: torch.Generator | None = None) -> Tensor:
         """``n`` new images from the prior ``z ~ N(0, I)``, as probabilities ``(n, 1, 28, 28)``."""
+        if not isinstance(n, int) or isinstance(n, bool) or n < 0:
+            raise ValueError(f"n: the number of samples must be a non-negative integer, got {n!r}")
         device = next(self.parameters()).device
         z = torch.randn(n, self.latent_dim, generator=generator, device="cpu").to(device)
         return torch.sigmoid(self.decode(z, y))

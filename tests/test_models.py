@@ -1,0 +1,106 @@
+"""The four models: shapes, logits, configs, and clear errors for bad inputs."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from vae_course.models import CVAE, MODELS, VAE, Autoencoder, ConvVAE, build_model
+
+X = torch.rand(5, 1, 28, 28, generator=torch.Generator().manual_seed(0))
+Y = torch.arange(5)
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_shapes_and_logits(name):
+    torch.manual_seed(0)
+    model = build_model(name, latent_dim=3)
+    y = Y if name == "cvae" else None
+    out = model(X, y)
+    logits = out[0]
+    assert logits.shape == (5, 1, 28, 28)
+    assert logits.min() < 0 or logits.max() > 1 or True  # logits are unbounded
+    if model.is_variational:
+        _, mu, logvar = out
+        assert mu.shape == logvar.shape == (5, 3)
+        enc = model.encode(X, y)
+        assert isinstance(enc, tuple) and enc[0].shape == (5, 3)
+        assert model.decode(mu, y).shape == (5, 1, 28, 28)
+        samples = model.sample(7, y=torch.arange(7) % 10 if name == "cvae" else None,
+                               generator=torch.Generator().manual_seed(1))
+        assert samples.shape == (7, 1, 28, 28) and 0 <= samples.min() and samples.max() <= 1
+        again = model.sample(7, y=torch.arange(7) % 10 if name == "cvae" else None,
+                             generator=torch.Generator().manual_seed(1))
+        assert torch.equal(samples, again)
+    else:
+        assert out[1].shape == (5, 3)
+    # config rebuilds an identical architecture
+    clone = build_model(name, **model.config)
+    assert [p.shape for p in clone.parameters()] == [p.shape for p in model.parameters()]
+
+
+def test_decoders_return_logits_not_probabilities():
+    model = VAE()
+    with torch.no_grad():
+        model.fc4.bias.fill_(5.0)  # logits far above 1 are only possible before a sigmoid
+        assert model.decode(torch.zeros(2, 20)).min() > 1
+
+
+def test_vae_is_the_seed_architecture():
+    model = VAE()
+    sizes = {name: tuple(p.shape) for name, p in model.named_parameters()}
+    assert sizes == {
+        "fc1.weight": (400, 784), "fc1.bias": (400,), "fc21.weight": (20, 400), "fc21.bias": (20,),
+        "fc22.weight": (20, 400), "fc22.bias": (20,), "fc3.weight": (400, 20), "fc3.bias": (400,),
+        "fc4.weight": (784, 400), "fc4.bias": (784,),
+    }
+    assert model.config == {"latent_dim": 20, "hidden_dim": 400}
+
+
+def test_conv_vae_docstring_architecture():
+    model = ConvVAE(latent_dim=8)
+    assert model.encoder(X).shape == (5, 256)
+    assert "Conv" in ConvVAE.__doc__ and "ConvTranspose" in ConvVAE.__doc__
+
+
+def test_cvae_conditions_on_the_label():
+    torch.manual_seed(0)
+    model = CVAE(latent_dim=2)
+    z = torch.zeros(2, 2)
+    a = model.decode(z, torch.tensor([1, 1]))
+    b = model.decode(z, torch.tensor([1, 7]))
+    assert torch.equal(a[0], b[0]) and not torch.equal(a[1], b[1])
+    with pytest.raises(ValueError, match="y: the CVAE needs the labels"):
+        model(X)
+    with pytest.raises(ValueError, match="y: expected integer labels of shape"):
+        model(X, torch.arange(3))
+
+
+@pytest.mark.parametrize("bad", [torch.rand(5, 784), torch.rand(5, 3, 28, 28), torch.rand(1, 28, 28),
+                                 torch.rand(2, 1, 32, 32)])
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_wrong_image_shapes_name_x(name, bad):
+    model = build_model(name, latent_dim=2)
+    with pytest.raises(ValueError, match=r"x: expected images of shape \(batch, 1, 28, 28\)"):
+        model(bad, torch.zeros(len(bad), dtype=torch.long))
+
+
+def test_non_tensor_and_integer_images_are_type_errors():
+    with pytest.raises(TypeError, match="x"):
+        VAE()([[0.0] * 784])
+    with pytest.raises(TypeError, match="x"):
+        VAE()(torch.zeros(2, 1, 28, 28, dtype=torch.uint8))
+
+
+@pytest.mark.parametrize("kwargs, arg", [({"latent_dim": 0}, "latent_dim"), ({"hidden_dim": -3}, "hidden_dim"),
+                                         ({"latent_dim": 2.5}, "latent_dim"), ({"latent_dim": True}, "latent_dim")])
+@pytest.mark.parametrize("cls", [Autoencoder, VAE, ConvVAE, CVAE])
+def test_bad_sizes_are_named(cls, kwargs, arg):
+    with pytest.raises(ValueError, match=arg):
+        cls(**kwargs)
+
+
+def test_build_model_errors():
+    with pytest.raises(ValueError, match="model: unknown name 'gan'"):
+        build_model("gan")
+    with pytest.raises(ValueError, match="bad constructor arguments"):
+        build_model("vae", depth=3)

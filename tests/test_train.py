@@ -1,0 +1,108 @@
+"""The Trainer: the seed's log, history, configuration checks, reproducibility."""
+from __future__ import annotations
+
+import math
+import sys
+
+import pytest
+import torch
+
+from conftest import history_without_timings
+from vae_course.train import TrainConfig, Trainer, train
+
+
+def _trainer(data, log=None, **cfg):
+    settings = {"epochs": 1, "batch_size": 128, "device": "cpu", "seed": 1, **cfg}
+    return Trainer(config=TrainConfig(**settings), data=data, progress=False, log=log)
+
+
+def test_fit_prints_the_seed_lines_and_loss_is_recon_plus_beta_kl(tiny_data):
+    lines = []
+    t = _trainer(tiny_data, log=lambda *a: lines.extend(" ".join(map(str, a)).splitlines()), epochs=2, beta=0.5)
+    history = t.fit()
+    assert [ln.split(":")[0] for ln in lines] == [
+        "Epoch 1/2", "Loss", "Reconstruction Loss", "KL Divergence", "Test Loss"] * 1 + [
+        "Epoch 2/2", "Loss", "Reconstruction Loss", "KL Divergence", "Test Loss"]
+    for h in history:
+        assert math.isclose(h["loss"], h["recon"] + 0.5 * h["kl"], rel_tol=1e-6)
+        assert math.isclose(h["test_loss"], h["test_recon"] + 0.5 * h["test_kl"], rel_tol=1e-6)
+        assert math.isclose(h["test_elbo"], -(h["test_recon"] + h["test_kl"]), rel_tol=1e-6)
+        assert h["seconds"] > 0 and h["images_per_second"] > 0 and h["beta"] == 0.5
+    assert history[1]["loss"] < history[0]["loss"]  # it learns
+    assert t.epoch == 2
+
+
+def test_history_keys_and_validation_split(mnist_small):
+    from vae_course.data import DataSplits
+
+    d = mnist_small
+    data = DataSplits(d.name, d.binarize, d.seed, d.train_x[:300], d.train_y[:300],
+                      d.train_x[300:400], d.train_y[300:400], d.test_x[:100], d.test_y[:100])
+    h = _trainer(data).fit()[0]
+    for key in ("epoch", "loss", "recon", "kl", "beta", "seconds", "images_per_second", "test_loss",
+                "test_recon", "test_kl", "test_elbo", "test_elbo_stderr", "val_loss", "val_elbo"):
+        assert key in h, key
+
+
+@pytest.mark.parametrize("model", ["ae", "cvae", "conv-vae"])
+def test_every_model_trains(tiny_data, model):
+    h = _trainer(tiny_data, model=model, latent_dim=4, limit_train=None).fit()[0]
+    assert math.isfinite(h["loss"])
+    if model == "ae":
+        assert h["kl"] == 0.0
+
+
+def test_same_seed_same_numbers_different_seed_different_numbers(tiny_data):
+    a = history_without_timings(_trainer(tiny_data, seed=5).fit())
+    b = history_without_timings(_trainer(tiny_data, seed=5).fit())
+    c = history_without_timings(_trainer(tiny_data, seed=6).fit())
+    assert a == b
+    assert a != c
+
+
+def test_kl_warmup_and_free_bits(tiny_data):
+    t = _trainer(tiny_data, kl_warmup_epochs=2, beta=1.0)
+    assert t.beta_at(0) == 0 and t.beta_at(1) == 0.5 and t.beta_at(5) == 1.0
+    h = _trainer(tiny_data, free_bits=0.5).fit()[0]
+    assert math.isfinite(h["loss"])
+
+
+def test_fit_with_more_epochs_continues(tiny_data):
+    t = _trainer(tiny_data)
+    t.fit()
+    t.fit(epochs=2)
+    assert [h["epoch"] for h in t.history] == [1, 2]
+
+
+def test_train_function_and_unknown_settings(tiny_data, monkeypatch):
+    vt = sys.modules["vae_course.train"]  # (vae_course.train is also the function train)
+
+    monkeypatch.setattr(vt, "load_data", lambda *a, **k: tiny_data)
+    t = train(TrainConfig(device="cpu", epochs=1), limit_train=512)
+    assert len(t.history) == 1
+    with pytest.raises(ValueError, match="learning_rate: not a training setting"):
+        train(learning_rate=0.1)
+
+
+@pytest.mark.parametrize("kwargs, arg", [
+    ({"epochs": 0}, "epochs"), ({"epochs": -1}, "epochs"), ({"batch_size": 0}, "batch_size"),
+    ({"latent_dim": 0}, "latent_dim"), ({"lr": 0}, "lr"), ({"lr": float("nan")}, "lr"),
+    ({"lr": True}, "lr"), ({"beta": -1}, "beta"), ({"beta": float("inf")}, "beta"),
+    ({"seed": -2}, "seed"), ({"limit_train": 0}, "limit_train"), ({"val_size": -1}, "val_size"),
+    ({"hidden_dim": 2.5}, "hidden_dim"), ({"model": "gan"}, "model"), ({"dataset": "cifar"}, "dataset"),
+    ({"binarize": "maybe"}, "binarize"), ({"device": "tpu"}, "device"), ({"free_bits": -0.1}, "free_bits"),
+    ({"epochs": "10"}, "epochs"), ({"log_every": 0}, "log_every"),
+])
+def test_bad_settings_are_named_before_any_data_is_loaded(kwargs, arg, monkeypatch):
+    vt = sys.modules["vae_course.train"]  # (vae_course.train is also the function train)
+
+    monkeypatch.setattr(vt, "load_data", lambda *a, **k: pytest.fail("data loaded before validation"))
+    with pytest.raises(ValueError, match=arg):
+        Trainer(config=TrainConfig(**kwargs), progress=False, log=None)
+
+
+def test_cuda_request_without_a_gpu_is_a_clear_error(tiny_data):
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    with pytest.raises(ValueError, match="device: CUDA was requested"):
+        Trainer(config=TrainConfig(device="cuda"), data=tiny_data, progress=False, log=None)
