@@ -100,7 +100,11 @@ def _add_train_parser(sub) -> None:
     p.add_argument("--latent-dim", type=_positive_int, default=None,
                    help=f"size of z (default: {d.latent_dim}; 2 lets you plot the latent space)")
     p.add_argument("--hidden-dim", type=_positive_int, default=None, help="hidden units (default: the model's)")
-    p.add_argument("--lr", type=_positive_float, default=None, help=f"Adam learning rate (default: {d.lr:g})")
+    p.add_argument("--lr", type=_positive_float, default=None,
+                   help=f"Adam learning rate; with --lr-schedule cosine, the starting (peak) rate (default: {d.lr:g})")
+    p.add_argument("--lr-schedule", choices=("constant", "cosine"), default=None,
+                   help="constant: the same rate throughout (the canonical PyTorch example); cosine: decay "
+                        f"from --lr to 0 along half a cosine over the run's epochs (default: {d.lr_schedule})")
     p.add_argument("--beta", type=_non_negative_float, default=None,
                    help="weight of the KL term; 1 is the ELBO, other values give a beta-VAE "
                         f"(not a likelihood bound) (default: {d.beta:g})")

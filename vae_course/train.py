@@ -40,6 +40,25 @@ from .models import build_model
 from .rng import get_rng_state, seed_everything, set_rng_state
 
 
+LR_SCHEDULES = ("constant", "cosine")
+
+
+def lr_at(lr: float, schedule: str, progress: float) -> float:
+    """The learning rate after ``progress`` (a fraction in [0, 1]) of all training steps.
+
+    ``"constant"``: ``lr`` throughout. ``"cosine"``: ``lr * (1 + cos(pi * progress)) / 2``,
+    which starts at ``lr``, is ``lr / 2`` half-way and reaches 0 at the end: large
+    steps early to make fast progress, small steps late to settle into a minimum.
+    Progress beyond 1 (training past the planned end) keeps the final value.
+    """
+    if schedule == "constant":
+        return lr
+    if schedule == "cosine":
+        t = min(max(progress, 0.0), 1.0)
+        return lr * 0.5 * (1.0 + math.cos(math.pi * t))
+    raise ValueError(f"lr_schedule: unknown choice {schedule!r}; choose one of {LR_SCHEDULES}")
+
+
 @dataclass
 class TrainConfig:
     """Every setting of a training run (the CLI flags map one-to-one onto these)."""
@@ -63,6 +82,10 @@ class TrainConfig:
     amp: bool = False  # mixed precision (only used on CUDA)
     compile: bool = False
     log_every: int = 50
+    # How the learning rate moves during training: "constant" (the canonical
+    # example) or "cosine" (lr * (1 + cos(pi * t)) / 2, from lr at the start to 0
+    # at the end of the run, t = fraction of all steps done).
+    lr_schedule: str = "constant"
 
     def validate(self) -> None:
         """Raise ``ValueError`` naming the first bad setting."""
@@ -85,6 +108,8 @@ class TrainConfig:
                 raise ValueError(f"{name}: must be a non-negative number, got {value!r}")
         if not isinstance(self.seed, int) or self.seed < 0:
             raise ValueError(f"seed: must be a non-negative integer, got {self.seed!r}")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ValueError(f"lr_schedule: unknown choice {self.lr_schedule!r}; choose one of {LR_SCHEDULES}")
 
     def model_kwargs(self) -> dict[str, Any]:
         kwargs: dict[str, Any] = {"latent_dim": self.latent_dim}
@@ -218,15 +243,28 @@ class Trainer:
             kl_for_loss = kl
         return recon, kl, kl_for_loss
 
-    def _train_step(self, x: Tensor, y: Tensor, beta: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    def _train_step(self, x: Tensor, y: Tensor, beta: float | Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """One optimizer step on one batch; returns the batch's summed ``recon``,
+        summed ``kl`` and mean objective, all detached and still on the device.
+
+        ``beta`` is a Python float (or, under ``torch.compile``, a 0-dim *CPU*
+        tensor so that a changing beta does not trigger recompilation). Either
+        way it never needs a host-to-device copy, which on a GPU would make the
+        CPU wait for every step.
+        """
         with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
             recon, kl, kl_for_loss = self._loss_terms(x, y)
+            # mean over the batch of recon + beta * KL: nats per example
             loss = (recon + beta * kl_for_loss).mean()
         self.optimizer.zero_grad(set_to_none=True)
-        self.scaler.scale(loss).backward()
-        self.scaler.step(self.optimizer)
-        self.scaler.update()
-        return recon.detach(), kl.detach(), loss.detach()
+        if self.scaler.is_enabled():  # fp16 on a GPU: scale the loss so small gradients survive
+            self.scaler.scale(loss).backward()
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            loss.backward()
+            self.optimizer.step()
+        return recon.detach().sum(), kl.detach().sum(), loss.detach()
 
     # ------------------------------------------------------------------ epochs
     def _run_epoch(self, epoch: int, interrupt: _InterruptFlag) -> dict[str, float] | None:
@@ -248,20 +286,34 @@ class Trainer:
             dynamic_binarize=data.dynamic, noise_generator=self.noise_generator,
         )
         bar = tqdm(total=steps, desc=f"epoch {epoch}/{cfg.epochs}", disable=not self.progress, leave=False)
+        constant_beta = cfg.kl_warmup_epochs <= 0
+        constant_lr = cfg.lr_schedule == "constant"
+        total_steps = steps * cfg.epochs
+        # Running sums of (recon, kl) and of beta * kl, on the device, in float64.
+        # A NaN or inf in any step makes its sum non-finite for good, so checking
+        # the sums every `log_every` steps catches it with no per-step flag ops.
+        running = torch.zeros(2, device=self.device, dtype=torch.float64)
+        weighted_kl = torch.zeros((), device=self.device, dtype=torch.float64)
         start = time.perf_counter()
         for step, (x, y) in enumerate(batches):
             beta = self.beta_at(epoch - 1 + step / steps)
-            recon, kl, _ = self._step_fn(x, y, torch.tensor(beta, device=self.device))
+            if not constant_lr:  # a Python float per step: no device work
+                lr = lr_at(cfg.lr, cfg.lr_schedule, ((epoch - 1) * steps + step) / total_steps)
+                for group in self.optimizer.param_groups:
+                    group["lr"] = lr
+            recon_sum, kl_sum, _ = self._step_fn(x, y, torch.tensor(beta) if cfg.compile else beta)
             with torch.no_grad():
-                batch_sums = torch.stack([(recon + beta * kl).sum(), recon.sum(), kl.sum()])
-                totals.sums += batch_sums.double()
-                now_bad = ~torch.isfinite(batch_sums[1:])
-                totals.first_bad_step = torch.where(
-                    (totals.first_bad_step < 0) & now_bad.any(), step + 1, totals.first_bad_step)
-                totals.bad |= now_bad
+                running += torch.stack((recon_sum, kl_sum))
+                if not constant_beta:
+                    weighted_kl.add_(kl_sum, alpha=beta)
             totals.count += len(x)
             # Read the device only every few dozen steps: one sync, not one per step.
             if (step + 1) % cfg.log_every == 0 or step + 1 == steps:
+                weighted = running[1] * cfg.beta if constant_beta else weighted_kl
+                totals.sums = torch.stack((running[0] + weighted, running[0], running[1]))
+                totals.bad = ~torch.isfinite(running)
+                # the failure happened at some step in (last check, this step]: report this step
+                totals.first_bad_step = torch.tensor(step + 1)
                 self._raise_if_diverged(totals, epoch)
                 bar.update(step + 1 - bar.n)
                 bar.set_postfix(loss=f"{totals.sums[0].item() / totals.count:.2f}")
@@ -275,7 +327,7 @@ class Trainer:
         seconds = time.perf_counter() - start
         loss, recon, kl = (totals.sums / totals.count).tolist()
         return {"epoch": epoch, "loss": loss, "recon": recon, "kl": kl, "beta": self.beta_at(epoch),
-                "seconds": seconds, "images_per_second": n / seconds}
+                "lr": self.optimizer.param_groups[0]["lr"], "seconds": seconds, "images_per_second": n / seconds}
 
     def _raise_if_diverged(self, totals: _EpochTotals, epoch: int) -> None:
         bad = totals.bad.tolist()
@@ -363,6 +415,10 @@ class Trainer:
             "rng": get_rng_state(),
             "data_generator": self.data_generator.get_state(),
             "noise_generator": self.noise_generator.get_state(),
+            # The schedule is a function of progress (epoch, step) and these settings,
+            # so they are all it needs to continue exactly.
+            "lr_schedule": {"name": self.config.lr_schedule, "base_lr": self.config.lr,
+                            "epochs": self.config.epochs, "lr": self.optimizer.param_groups[0]["lr"]},
             "torch_version": str(torch.__version__),
         }
 
@@ -406,6 +462,10 @@ class Trainer:
         self.data_generator.set_state(state["data_generator"])
         if self.noise_generator.device.type == "cpu":
             self.noise_generator.set_state(state["noise_generator"])
+        schedule = state.get("lr_schedule")  # absent in checkpoints from before schedules existed
+        if schedule and schedule["name"] == self.config.lr_schedule:
+            for group in self.optimizer.param_groups:  # the next step recomputes it from progress
+                group["lr"] = schedule["lr"]
 
 
 def train(config: TrainConfig | None = None, out_dir: str | Path | None = None, **overrides: Any) -> Trainer:
