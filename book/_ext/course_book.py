@@ -22,7 +22,8 @@ compute, and it keeps the instructor's guide in step with the notebooks:
   (``const THEBE_JS_URL`` declared twice: a SyntaxError), so page scripts are
   de-duplicated; and the theme's colour mode is empty unless set ("Got invalid
   theme mode"), so it defaults to light (readers can still switch); and the
-  newer pydata theme's duplicate top search bar is turned off;
+  newer pydata theme's duplicate top search bar is turned off; ``static/course.css``
+  fits ~100-character code lines and lets wide equations scroll;
 * the ``{course-notebooks}`` directive renders a table of the notebooks with the
   estimated study time from each title cell and the full-mode run time that
   ``scripts/nbtools.py execute`` recorded in ``metadata.vae_course``.
@@ -197,6 +198,8 @@ def _on_config_inited(app: Sphinx, config: Any) -> None:
     options = dict(config.html_theme_options or {})
     options.setdefault("navbar_persistent", [])
     config.html_theme_options = options
+    # static/course.css: a few layout adjustments (wider code, scrolling maths)
+    config.html_static_path = list(config.html_static_path or []) + [str(Path(__file__).parent / "static")]
 
 
 def _dedupe_scripts(app: Sphinx, pagename: str, templatename: str, context: dict, doctree: Any) -> None:
@@ -214,6 +217,7 @@ def _dedupe_scripts(app: Sphinx, pagename: str, templatename: str, context: dict
 
 def setup(app: Sphinx) -> dict[str, Any]:
     app.connect("config-inited", _on_config_inited)
+    app.add_css_file("course.css")
     app.connect("html-page-context", _dedupe_scripts, priority=900)
     app.connect("source-read", _on_source_read)
     app.add_role("nb", nb_role)
