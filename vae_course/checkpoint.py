@@ -102,7 +102,13 @@ def load_checkpoint(
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
-        lines = [ln.strip() for ln in str(err).splitlines() if "WeightsUnpickler error" in ln]
+        if "Unsupported global" not in str(err):
+            # Not a disallowed class or function: a damaged file, or not a torch checkpoint at all.
+            raise CheckpointError(
+                f"checkpoint {path} is truncated or corrupted, or is not a PyTorch checkpoint, and cannot "
+                f"be read safely (nothing was executed); re-create it, or use an earlier copy."
+            ) from None
+        lines = [ln.strip() for ln in str(err).splitlines() if "Unsupported global" in ln]
         first = lines[0].replace("WeightsUnpickler error: ", "") if lines else type(err).__name__
         raise CheckpointError(
             f"checkpoint {path} was refused: it contains Python objects other than tensors and "

@@ -142,7 +142,8 @@ def _add_evaluate_parser(sub) -> None:
     p.add_argument("--iw-samples", type=_positive_int, default=5000,
                    help="K, importance samples per image (default 5000, as in Burda et al.; try 100 for a quick look)")
     p.add_argument("--limit-test", type=_positive_int, default=None, help="evaluate on the first N test images")
-    p.add_argument("--device", choices=DEVICE_CHOICES, default="auto")
+    p.add_argument("--device", choices=DEVICE_CHOICES, default="auto",
+                   help="auto picks CUDA, then Apple MPS, then the CPU (default: auto)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of text")
 
 

@@ -88,7 +88,18 @@ class TrainConfig:
     lr_schedule: str = "constant"
 
     def validate(self) -> None:
-        """Raise ``ValueError`` naming the first bad setting."""
+        """Raise ``ValueError`` naming the first bad setting (before any data is loaded)."""
+        from .data import BINARIZE_MODES, DATASETS
+        from .device import DEVICE_CHOICES
+        from .models import MODELS
+
+        for name, known in (("model", MODELS), ("dataset", DATASETS), ("binarize", BINARIZE_MODES)):
+            if getattr(self, name) not in known:
+                raise ValueError(f"{name}: unknown choice {getattr(self, name)!r}; choose one of {sorted(known)}")
+        device = self.device
+        if not isinstance(device, str) or (device.lower() not in DEVICE_CHOICES
+                                           and not device.lower().startswith("cuda:")):
+            raise ValueError(f"device: unknown choice {device!r}; choose one of {DEVICE_CHOICES}")
         positive_ints = ("epochs", "batch_size", "latent_dim", "log_every")
         for name in positive_ints:
             value = getattr(self, name)
@@ -96,17 +107,19 @@ class TrainConfig:
                 raise ValueError(f"{name}: must be a positive integer, got {value!r}")
         for name in ("hidden_dim", "limit_train", "limit_test"):
             value = getattr(self, name)
-            if value is not None and (not isinstance(value, int) or value <= 0):
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value <= 0):
                 raise ValueError(f"{name}: must be a positive integer (or unset), got {value!r}")
-        if not isinstance(self.val_size, int) or self.val_size < 0:
+        if not isinstance(self.val_size, int) or isinstance(self.val_size, bool) or self.val_size < 0:
             raise ValueError(f"val_size: must be a non-negative integer, got {self.val_size!r}")
-        if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
+        if not (isinstance(self.lr, (int, float)) and not isinstance(self.lr, bool)
+                and math.isfinite(self.lr) and self.lr > 0):
             raise ValueError(f"lr: must be a positive number, got {self.lr!r}")
         for name in ("beta", "kl_warmup_epochs", "free_bits"):
             value = getattr(self, name)
-            if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
+            if not (isinstance(value, (int, float)) and not isinstance(value, bool)
+                    and math.isfinite(value) and value >= 0):
                 raise ValueError(f"{name}: must be a non-negative number, got {value!r}")
-        if not isinstance(self.seed, int) or self.seed < 0:
+        if not isinstance(self.seed, int) or isinstance(self.seed, bool) or self.seed < 0:
             raise ValueError(f"seed: must be a non-negative integer, got {self.seed!r}")
         if self.lr_schedule not in LR_SCHEDULES:
             raise ValueError(f"lr_schedule: unknown choice {self.lr_schedule!r}; choose one of {LR_SCHEDULES}")
@@ -335,10 +348,14 @@ class Trainer:
             return
         term = " and ".join(name for name, b in zip(("reconstruction", "KL"), bad) if b)
         step = int(totals.first_bad_step.item())
+        # The loop reads the device only every log_every steps, so the failure happened
+        # at some step after the previous check and at or before this one.
+        first = ((step - 1) // self.config.log_every) * self.config.log_every + 1
+        where = f"step {step}" if first >= step else f"steps {first}-{step}"
         kept = f" The last good checkpoint in {self.out_dir} was kept." if self.out_dir else ""
         raise TrainingDiverged(
-            f"training diverged at epoch {epoch}, step {step} (counting within the epoch, checked every "
-            f"{self.config.log_every} steps): the {term} term became NaN or infinite.{kept} "
+            f"training diverged at epoch {epoch}, {where} (counting within the epoch; the loss is checked "
+            f"every {self.config.log_every} steps): the {term} term became NaN or infinite.{kept} "
             f"Try a smaller learning rate (--lr, now {self.config.lr:g}) or clamp the encoder's "
             f"log-variance (e.g. logvar.clamp(-10, 10)) so exp(logvar) cannot overflow."
         )
@@ -375,6 +392,8 @@ class Trainer:
                 self.history.append(record)
                 self._log_epoch(record)
                 self.save()
+            if interrupt.raised:  # Ctrl-C during the last evaluation or save: all is saved, still stop
+                self._on_interrupt()
         return self.history
 
     def _on_interrupt(self) -> None:
