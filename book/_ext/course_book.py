@@ -23,7 +23,8 @@ compute, and it keeps the instructor's guide in step with the notebooks:
   de-duplicated; and the theme's colour mode is empty unless set ("Got invalid
   theme mode"), so it defaults to light (readers can still switch); and the
   newer pydata theme's duplicate top search bar is turned off; ``static/course.css``
-  fits ~100-character code lines and lets wide equations scroll;
+  fits ~100-character code lines and lets wide equations scroll, and
+  ``static/course.js`` shrinks the widest equations a little to fit;
 * the ``{course-notebooks}`` directive renders a table of the notebooks with the
   estimated study time from each title cell and the full-mode run time that
   ``scripts/nbtools.py execute`` recorded in ``metadata.vae_course``.
@@ -218,6 +219,7 @@ def _dedupe_scripts(app: Sphinx, pagename: str, templatename: str, context: dict
 def setup(app: Sphinx) -> dict[str, Any]:
     app.connect("config-inited", _on_config_inited)
     app.add_css_file("course.css")
+    app.add_js_file("course.js", defer="defer")
     app.connect("html-page-context", _dedupe_scripts, priority=900)
     app.connect("source-read", _on_source_read)
     app.add_role("nb", nb_role)
