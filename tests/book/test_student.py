@@ -112,3 +112,61 @@ def test_student_notebook_has_no_solution_and_runs(student_dir: Path, source: Pa
     if n_exercises:
         assert "not attempted yet" in text, (
             f"{source.name}: has {n_exercises} exercises, but no check printed 'not attempted yet'")
+
+
+def names_from_solutions(nb: nbformat.NotebookNode) -> list[tuple[int, str, int]]:
+    """(cell, name, solution cell) for each later cell that uses a name a solution defined.
+
+    Exercise stubs and check calls (``check_x(name)``) may use them: in the
+    student version the stub defines the name and the check says "not attempted".
+    Anything else would fail (or silently use the stub's ``None``) without the solution.
+    """
+    import ast
+
+    defined: dict[str, int] = {}
+    found = []
+    for i, cell in enumerate(nb.cells):
+        if cell.cell_type != "code":
+            continue
+        tags = cell.metadata.get("tags", [])
+        source = "\n".join(line for line in cell.source.splitlines() if not line.lstrip().startswith(("%", "!")))
+        try:
+            tree = ast.parse(source)
+        except SyntaxError:
+            continue
+        if "solution" in tags:
+            for node in tree.body:
+                if isinstance(node, (ast.FunctionDef, ast.ClassDef)):
+                    defined[node.name] = i
+                elif isinstance(node, ast.Assign):
+                    defined.update({t.id: i for t in node.targets if isinstance(t, ast.Name)})
+            continue
+        if "exercise" in tags:
+            continue
+        checked = {arg.id for node in ast.walk(tree) if isinstance(node, ast.Call)
+                   and isinstance(node.func, (ast.Name, ast.Attribute))
+                   and getattr(node.func, "id", getattr(node.func, "attr", "")).startswith("check")
+                   for arg in node.args if isinstance(arg, ast.Name)}
+        used = {node.id for node in ast.walk(tree) if isinstance(node, ast.Name)} - checked
+        found += [(i, name, defined[name]) for name in sorted(used) if name in defined]
+    return found
+
+
+def test_names_from_solutions_finds_a_dependency():
+    nb = new_notebook(cells=[
+        new_code_cell("def f(x):\n    return None", metadata={"tags": ["exercise"]}),
+        new_code_cell("check_kl(f)"),
+        new_code_cell("# @title Solution\ndef f(x):\n    return x\ncheck_kl(f)", metadata={"tags": ["solution"]}),
+        new_code_cell("y = f(3)"),
+    ])
+    assert names_from_solutions(nb) == [(3, "f", 2)]
+
+
+@pytest.mark.parametrize("source", NOTEBOOKS or [pytest.param(None, marks=pytest.mark.skip("no notebooks yet"))],
+                         ids=lambda p: p.stem if p else "none")
+def test_no_cell_needs_a_solution(source: Path):
+    """Fast, static: a later cell must not use what only a solution defines (use the package's version)."""
+    problems = names_from_solutions(nbformat.read(source, as_version=4))
+    assert not problems, (f"{source.name}: in the student version (no solutions) these cells would use the "
+                          "learner's unfinished stub; use the package's function there instead: "
+                          + "; ".join(f"cell {i} uses {name!r} defined by solution cell {j}" for i, name, j in problems))
