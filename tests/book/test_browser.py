@@ -87,7 +87,12 @@ def visited(browser, site_url, screenshots_dir):
                 pass  # reported by the widget check below
         page.wait_for_timeout(300)
         shot = screenshots_dir / (docname.replace("/", "__") + ".png")
-        page.screenshot(path=str(shot), full_page=True)
+        # Grow the window to the page's height and take a plain screenshot: Chromium's
+        # full-page capture can shift the sticky sidebar mid-transition.
+        height = page.evaluate("() => document.documentElement.scrollHeight")
+        page.set_viewport_size({"width": 1280, "height": min(height, 16_000)})
+        page.wait_for_timeout(400)
+        page.screenshot(path=str(shot), full_page=height > 16_000)
         colab = page.evaluate("() => Array.from(document.querySelectorAll('a[href*=\"colab.research.google.com\"]'))"
                               ".map(a => a.href)")
         results[docname] = {
