@@ -18,11 +18,37 @@ and it saves a full-page screenshot of each page under ``_build/screenshots/``
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from urllib.parse import urlparse
 
 import pytest
+import yaml
 
-from conftest import repo_settings, toc_docnames
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def toc_docnames() -> list[str]:
+    """Every file of the book in reading order (root first), from ``_toc.yml``."""
+    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
+    names = [toc["root"]]
+
+    def walk(entries):
+        for entry in entries or []:
+            if "file" in entry:
+                names.append(entry["file"])
+            walk(entry.get("sections"))
+
+    for part in toc.get("parts", []):
+        walk(part.get("chapters"))
+    walk(toc.get("chapters"))
+    return [str(Path(n).with_suffix("")) for n in names]
+
+
+def repo_settings() -> tuple[str, str]:
+    """(repository URL, branch) from ``_config.yml``, where they live."""
+    config = yaml.safe_load((ROOT / "_config.yml").read_text())
+    return config["repository"]["url"].rstrip("/"), config["repository"]["branch"]
+
 
 PAGES = toc_docnames()
 NOTEBOOK_PAGES = [p for p in PAGES if p.startswith("notebooks/")]
@@ -167,8 +193,6 @@ def test_colab_button_opens_this_notebook(visited, docname):
 
 def test_every_notebook_is_in_the_book():
     """Each notebooks/NN_*.ipynb must be in _toc.yml (and so in the book)."""
-    from conftest import ROOT
-
     on_disk = sorted(f"notebooks/{p.stem}" for p in (ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
     assert [d for d in on_disk if d not in PAGES] == [], "notebooks missing from _toc.yml"
     assert NOTEBOOK_PAGES == sorted(NOTEBOOK_PAGES), "_toc.yml lists the notebooks out of order"
