@@ -122,7 +122,8 @@ def notebook_summary(path: Path) -> dict[str, Any]:
         if m:
             title = m.group(1).strip()
             t = TIME_LINE.search(text)
-            study = t.group(1).strip().strip("*_ ").rstrip(".") if t else None
+            # the first clause only: "about 45 minutes. Nothing is trained here" -> "about 45 minutes"
+            study = re.split(r"\.\s|;|\s—\s|\s\(", t.group(1))[0].strip().strip("*_ ").rstrip(".") if t else None
             break
     run = nb.get("metadata", {}).get("vae_course", {})
     return {"title": title, "study": study, "seconds": run.get("seconds"),
@@ -156,7 +157,12 @@ class CourseNotebooks(SphinxDirective):
             total += s["seconds"] or 0
             run = _human(s["seconds"])
             if s["device"]:
-                run += f" on {s['device'].split(':')[0].upper()}" + (f", {s['executed']}" if s["executed"] else "")
+                kind, _, name = s["device"].partition(":")
+                # "cuda: Tesla T4" -> "Tesla T4"; "cpu: 2 cores, ..." -> "CPU (2 cores)"
+                where = name.strip() if kind == "cuda" and name.strip() else kind.upper()
+                if kind == "cpu" and "cores" in name:
+                    where += f" ({name.split(',')[0].strip()})"
+                run += f" on {where}" + (f", {s['executed']}" if s["executed"] else "")
             title = re.sub(r"^\d+\.\s*", "", s["title"]).replace("|", "\\|")
             rows.append(f"| {path.stem[:2].lstrip('0')} | {{doc}}`{title} </{docname}>` | "
                         f"{s['study'] or '—'} | {run} |")
