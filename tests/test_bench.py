@@ -157,3 +157,20 @@ def test_a_non_finite_step_still_stops_training(tiny_data, bad):
     t._loss_terms = poisoned
     with pytest.raises(TrainingDiverged, match=r"epoch 1, steps? (1-)?2\b"):
         t.fit()
+
+
+def test_recommended_settings_are_valid_config_values():
+    from dataclasses import fields
+
+    from vae_course.train import recommended_settings
+
+    rec = recommended_settings("vae")
+    assert rec == {"lr": 5e-3, "lr_schedule": "cosine", "batch_size": 128}
+    assert recommended_settings("conv-vae") == {}
+    names = {f.name for f in fields(TrainConfig)}
+    assert set(rec) <= names
+    TrainConfig(**rec).validate()
+    rec["lr"] = 1.0  # a fresh copy: changing it changes nothing for the next caller
+    assert recommended_settings("vae")["lr"] == 5e-3
+    with pytest.raises(TypeError):
+        recommended_settings(None)

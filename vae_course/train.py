@@ -497,3 +497,27 @@ def train(config: TrainConfig | None = None, out_dir: str | Path | None = None, 
     trainer = Trainer(config=config, out_dir=out_dir)
     trainer.fit()
     return trainer
+
+
+# The settings the CLI recommends for a model, on top of TrainConfig's defaults
+# (which stay the canonical PyTorch example's: constant lr 1e-3, batch 128).
+# For the seed's MLP they were chosen on a validation split (10 epochs, the last
+# 10,000 training images held out) and confirmed on the test set with 3 seeds:
+# see results/quality_mlp_defaults.json and the "Results and benchmarks" page.
+RECOMMENDED_SETTINGS: dict[str, dict[str, Any]] = {
+    "vae": {"lr": 5e-3, "lr_schedule": "cosine", "batch_size": 128},
+}
+
+
+def recommended_settings(model: str) -> dict[str, Any]:
+    """The CLI's default training settings for ``model`` beyond :class:`TrainConfig`'s.
+
+    Returns a fresh dict of :class:`TrainConfig` field names to values (empty for
+    models without a tuned recipe). For ``"vae"``: a cosine schedule from a peak
+    learning rate of 5e-3 (dimensionless step size of Adam) at batch 128, which
+    after 10 epochs beats the canonical constant 1e-3 by about 1.5 nats per
+    example on the validation split. Flags given on the command line win.
+    """
+    if not isinstance(model, str):
+        raise TypeError(f"model: expected a model name, got {type(model).__name__}")
+    return dict(RECOMMENDED_SETTINGS.get(model, {}))
