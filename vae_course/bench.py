@@ -357,7 +357,8 @@ def add_bench_parser(subparsers) -> None:
     )
     p.add_argument("--epochs", type=_positive_int, default=3, help="epochs per run, >= 2 (default: 3)")
     p.add_argument("--repeats", type=_positive_int, default=3, help="runs of each side (default: 3)")
-    p.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), default="auto")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), default="auto",
+                   help="auto picks CUDA, then Apple MPS, then the CPU (default: auto)")
     p.add_argument("--threads", type=_positive_int, default=None,
                    help="torch threads for both sides (default: torch's choice, usually the core count)")
     p.add_argument("--limit-train", type=_positive_int, default=None, help="first N training images (quick check)")
