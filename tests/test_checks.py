@@ -46,13 +46,7 @@ def _capture(name):
 
 CAPTURED = {name: _capture(name) for name in CHECKS}
 WITH_RUN_CHECK = [n for n in CHECKS if CAPTURED[n]]
-# Known gaps in checks.py (reported to the lead; the test flips to XPASS when fixed).
-KNOWN_GAPS = {
-    ("check_gaussian_nll", "missing 1/(2 sigma^2)"):
-        "with the default sigma^2 = 1/2, 2 sigma^2 = 1, so this 'wrong' answer equals the right one",
-    ("check_free_bits", "clamped the total"):
-        "on the check's inputs this variant gives the same numbers as 'no clamp', which is listed first",
-}
+KNOWN_GAPS: dict = {}  # (check, variant) pairs a check cannot yet tell apart; none at present
 VARIANTS = [pytest.param(n, i, v.name, id=f"{n}-{v.name}", marks=[pytest.mark.xfail(
     reason=KNOWN_GAPS[(n, v.name)], strict=False)] if (n, v.name) in KNOWN_GAPS else [])
     for n in WITH_RUN_CHECK for i, v in enumerate(CAPTURED[n]["variants"])]

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from conftest import history_without_timings
-from vae_course.train import TrainConfig, Trainer, train
+from vae_course.train import TrainConfig, Trainer, train_model
 
 
 def _trainer(data, log=None, **cfg):
@@ -75,13 +75,13 @@ def test_fit_with_more_epochs_continues(tiny_data):
 
 
 def test_train_function_and_unknown_settings(tiny_data, monkeypatch):
-    vt = sys.modules["vae_course.train"]  # (vae_course.train is also the function train)
+    vt = sys.modules["vae_course.train"]
 
     monkeypatch.setattr(vt, "load_data", lambda *a, **k: tiny_data)
-    t = train(TrainConfig(device="cpu", epochs=1), limit_train=512)
+    t = train_model(TrainConfig(device="cpu", epochs=1), limit_train=512)
     assert len(t.history) == 1
     with pytest.raises(ValueError, match="learning_rate: not a training setting"):
-        train(learning_rate=0.1)
+        train_model(learning_rate=0.1)
 
 
 @pytest.mark.parametrize("kwargs, arg", [
@@ -94,7 +94,7 @@ def test_train_function_and_unknown_settings(tiny_data, monkeypatch):
     ({"epochs": "10"}, "epochs"), ({"log_every": 0}, "log_every"),
 ])
 def test_bad_settings_are_named_before_any_data_is_loaded(kwargs, arg, monkeypatch):
-    vt = sys.modules["vae_course.train"]  # (vae_course.train is also the function train)
+    vt = sys.modules["vae_course.train"]
 
     monkeypatch.setattr(vt, "load_data", lambda *a, **k: pytest.fail("data loaded before validation"))
     with pytest.raises(ValueError, match=arg):

@@ -24,11 +24,11 @@ from .device import get_device
 from .models import CVAE, VAE, Autoencoder, ConvVAE, build_model
 from .rng import seed_everything
 from .settings import smoke_mode
-from .train import TrainConfig, Trainer, TrainingDiverged, train
+from .train import TrainConfig, Trainer, TrainingDiverged, train_model
 
 __all__ = [
     "Autoencoder", "VAE", "ConvVAE", "CVAE", "build_model",
-    "TrainConfig", "Trainer", "TrainingDiverged", "train",
+    "TrainConfig", "Trainer", "TrainingDiverged", "train_model",
     "load_data", "DataNotFoundError", "get_device", "seed_everything", "smoke_mode",
     "load_checkpoint", "save_checkpoint", "model_from_checkpoint", "CheckpointError",
 ]

@@ -487,8 +487,8 @@ class Trainer:
                 group["lr"] = schedule["lr"]
 
 
-def train(config: TrainConfig | None = None, out_dir: str | Path | None = None, **overrides: Any) -> Trainer:
-    """One-call training for notebooks: ``trainer = train(model="vae", epochs=5)``."""
+def train_model(config: TrainConfig | None = None, out_dir: str | Path | None = None, **overrides: Any) -> Trainer:
+    """One-call training for notebooks: ``trainer = train_model(model="vae", epochs=5)``."""
     config = config or TrainConfig()
     for key, value in overrides.items():
         if not hasattr(config, key):
