@@ -26,3 +26,34 @@
     timer = setTimeout(fit, 150);
   });
 })();
+
+// Saved ipywidgets views are drawn by the widget manager, whose LaTeX support
+// still calls MathJax 2's MathJax.Hub.Queue; the book loads MathJax 3. Give it a
+// small MathJax 2-style entry point that typesets with MathJax 3 instead.
+document.addEventListener("DOMContentLoaded", function () {
+  if (window.MathJax && !window.MathJax.Hub) {
+    window.MathJax.Hub = {
+      Queue: function () {
+        Array.prototype.forEach.call(arguments, function (job) {
+          if (Array.isArray(job) && job[0] === "Typeset" && window.MathJax.typesetPromise) {
+            window.MathJax.typesetPromise(job[2] ? [job[2]] : undefined).catch(function () {});
+          }
+        });
+      },
+    };
+  }
+});
+
+// Images inside saved widget views (drawn after the page loads) get alt text too.
+(function () {
+  var ALT = "Saved view of an interactive widget (run the notebook to use it; the static figure beside it shows what it does)";
+  function label(root) {
+    (root.querySelectorAll ? root.querySelectorAll(".jupyter-widgets img:not([alt]), img.jupyter-widgets:not([alt])") : [])
+      .forEach(function (img) { img.setAttribute("alt", ALT); });
+  }
+  document.addEventListener("DOMContentLoaded", function () {
+    label(document);
+    new MutationObserver(function () { label(document); })
+      .observe(document.body, { childList: true, subtree: true, attributes: true, attributeFilter: ["src"] });
+  });
+})();
