@@ -36,12 +36,12 @@ test: venv
 	@$(PY) scripts/test_summary.py $(JUNIT) _build/stage-times.tsv
 
 book: venv
-	@scripts/stage "book (strict build)" $(PY) -m jupyter_book build . -W -n --keep-going
+	@scripts/stage "book (strict build)" .venv/bin/jupyter-book build . -W -n --keep-going
 	@echo "Book: $(abspath _build/html/index.html)"
 
 book-test: venv
 	@scripts/stage "browser assets" bash scripts/book_assets.sh
-	@scripts/stage "book (strict build, offline assets)" $(PY) -m jupyter_book build . -W -n --keep-going --config _build/offline_config.yml
+	@scripts/stage "book (strict build, offline assets)" .venv/bin/jupyter-book build . -W -n --keep-going --config _build/offline_config.yml
 	@scripts/stage "book: browser and student-version tests" $(PY) -m pytest tests/book -q --junitxml=$(JUNIT)/book.xml
 
 student: venv
