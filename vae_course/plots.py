@@ -119,7 +119,8 @@ def loss_curves(history: Sequence[dict], keys: Sequence[str] = ("loss", "recon",
                 title: str = "Training curves", ax=None):
     """Plot per-epoch values from a trainer's ``history`` (nats per example)."""
     labels = {"loss": "training loss", "recon": "reconstruction", "kl": "KL divergence",
-              "test_loss": "test loss", "test_elbo": "test ELBO", "val_loss": "validation loss"}
+              "test_loss": "test loss", "test_elbo": "test ELBO", "val_loss": "validation loss",
+              "test_recon": "test reconstruction", "test_kl": "test KL"}
     if ax is None:
         fig, ax = plt.subplots(figsize=(6, 4))
     else:
