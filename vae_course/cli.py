@@ -107,6 +107,10 @@ def _add_train_parser(sub) -> None:
     p.add_argument("--lr-schedule", choices=("constant", "cosine"), default=None,
                    help="constant: the same rate throughout (the canonical PyTorch example); cosine: decay "
                         f"from --lr to 0 along half a cosine over the run's epochs (default: {d.lr_schedule})")
+    p.add_argument("--schedule-epochs", type=_positive_int, default=None,
+                   help="length of the cosine schedule in epochs (default: --epochs). When you will train in "
+                        "several --resume steps, set it to the planned total at the start: the rate then "
+                        "follows one schedule and the result equals training in one go")
     p.add_argument("--beta", type=_non_negative_float, default=None,
                    help="weight of the KL term; 1 is the ELBO, other values give a beta-VAE "
                         f"(not a likelihood bound) (default: {d.beta:g})")

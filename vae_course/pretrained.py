@@ -52,9 +52,15 @@ def pretrained_config(name: str, **overrides: Any) -> TrainConfig:
 
 
 def pretrained_dir(name: str, **overrides: Any) -> Path:
-    """The cache folder of this model and configuration."""
+    """The cache folder of this model and configuration.
+
+    The key hashes only the settings that differ from :class:`TrainConfig`'s
+    defaults, so adding a new setting to the package (with a default) does not
+    invalidate every cached model.
+    """
     config = pretrained_config(name, **overrides)
-    hashed = {k: v for k, v in asdict(config).items() if k not in _NOT_HASHED}
+    defaults = asdict(TrainConfig())
+    hashed = {k: v for k, v in asdict(config).items() if k not in _NOT_HASHED and v != defaults.get(k)}
     key = hashlib.sha256(json.dumps(hashed, sort_keys=True).encode()).hexdigest()[:12]
     return cache_dir() / "pretrained" / f"{name}-{key}"
 

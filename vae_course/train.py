@@ -86,6 +86,10 @@ class TrainConfig:
     # example) or "cosine" (lr * (1 + cos(pi * t)) / 2, from lr at the start to 0
     # at the end of the run, t = fraction of all steps done).
     lr_schedule: str = "constant"
+    # The length of that schedule in epochs (None: the run's `epochs`). Fix it at the
+    # start when a run will be trained in several --resume steps, so that the rate
+    # follows one schedule and resuming gives exactly the one-go result.
+    schedule_epochs: int | None = None
 
     def validate(self) -> None:
         """Raise ``ValueError`` naming the first bad setting (before any data is loaded)."""
@@ -105,7 +109,7 @@ class TrainConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
                 raise ValueError(f"{name}: must be a positive integer, got {value!r}")
-        for name in ("hidden_dim", "limit_train", "limit_test"):
+        for name in ("hidden_dim", "limit_train", "limit_test", "schedule_epochs"):
             value = getattr(self, name)
             if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value <= 0):
                 raise ValueError(f"{name}: must be a positive integer (or unset), got {value!r}")
@@ -301,7 +305,7 @@ class Trainer:
         bar = tqdm(total=steps, desc=f"epoch {epoch}/{cfg.epochs}", disable=not self.progress, leave=False)
         constant_beta = cfg.kl_warmup_epochs <= 0
         constant_lr = cfg.lr_schedule == "constant"
-        total_steps = steps * cfg.epochs
+        total_steps = steps * (cfg.schedule_epochs or cfg.epochs)
         # Running sums of (recon, kl) and of beta * kl, on the device, in float64.
         # A NaN or inf in any step makes its sum non-finite for good, so checking
         # the sums every `log_every` steps catches it with no per-step flag ops.
