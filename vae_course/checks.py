@@ -262,10 +262,10 @@ def check_gaussian_nll(fn: Callable[[Tensor, Tensor], Tensor] | None, sigma: flo
         Variant("missing the constant", lambda xh, x: ref(xh, x) - d_const(x),
                 "add (D/2) log(2 pi sigma^2): it does not change the gradients, but it makes the number a "
                 "real negative log-likelihood."),
-        Variant("missing 1/(2 sigma^2)", lambda xh, x: (x - xh).pow(2).flatten(1).sum(1) + d_const(x),
-                "divide the squared error by 2 sigma^2 (here 2 * 0.5 = 1, so check your sigma)."
-                if sigma**2 != 0.5 else "divide the squared error by 2 sigma^2."),
     ]
+    if abs(sigma**2 - 0.5) > 1e-9:  # at sigma^2 = 1/2, 2 sigma^2 = 1 and this mistake changes nothing
+        variants.append(Variant("missing 1/(2 sigma^2)", lambda xh, x: (x - xh).pow(2).flatten(1).sum(1) + d_const(x),
+                                "divide the squared error by 2 sigma^2."))
     return run_check("gaussian_nll", fn, ref, cases, variants, check_grad=True)
 
 
@@ -385,6 +385,9 @@ def check_free_bits(fn: Callable[[Tensor, Tensor, float], Tensor] | None) -> boo
         mu = torch.randn(batch, dim, generator=g) * torch.linspace(0.05, 2.0, dim)
         logvar = torch.randn(batch, dim, generator=g) * 0.3 - torch.linspace(0.0, 2.0, dim)
         cases.append((mu, logvar, lam))
+    # An almost-collapsed posterior whose *total* KL is under the floor too, so that
+    # "clamped the total" and "no clamp" give different numbers.
+    cases.append((torch.randn(8, 3, generator=g) * 0.01, torch.randn(8, 3, generator=g) * 0.01, 1.0))
     kl_dim = losses.kl_per_dimension
     variants = [
         Variant("clamped per example", lambda m, lv, lam: kl_dim(m, lv).clamp(min=lam).sum(-1).mean(),
@@ -440,74 +443,6 @@ def check_bits_per_dim(fn: Callable[[Tensor], Tensor] | None) -> bool | None:
                 "bits = nats / ln 2 (there are fewer nats than bits in the same amount of information)."),
     ]
     return run_check("bits_per_dim", fn, lambda nll: nll / (784 * math.log(2)), cases, variants)
-
-
-# ------------------------------------------------ notebooks 6 and 7: sizes, slerp, q(z)
-def check_conv_output_size(fn: Callable[[int, int, int, int], int] | None) -> bool | None:
-    """Check ``fn(size, kernel, stride, padding) -> int``: the output size of a ``Conv2d``."""
-    from .models import conv2d_output_size
-
-    cases = [(28, 4, 2, 1), (14, 4, 2, 1), (28, 3, 1, 1), (28, 5, 2, 0), (7, 3, 2, 0), (32, 5, 3, 2)]
-    variants = [
-        Variant("no rounding down", lambda n, k, s, p: (n + 2 * p - k) / s + 1,
-                "a kernel cannot stop half-way: round the division down (use // in Python)."),
-        Variant("forgot the + 1", lambda n, k, s, p: (n + 2 * p - k) // s,
-                "count the first position too: floor((n + 2p - k) / s) + 1."),
-        Variant("padding on one side only", lambda n, k, s, p: (n + p - k) // s + 1,
-                "padding is added on both sides: n + 2 * padding."),
-        Variant("divided the size by the stride first", lambda n, k, s, p: n // s + 2 * p - k + 1,
-                "subtract the kernel and add the padding before dividing by the stride."),
-    ]
-    return run_check("conv2d_output_size", fn, conv2d_output_size, cases, variants, rtol=0, atol=1e-9)
-
-
-def check_slerp(fn: Callable[[Tensor, Tensor, Tensor], Tensor] | None) -> bool | None:
-    """Check ``fn(z0, z1, t) -> (steps, latent_dim)``: spherical interpolation (see ``plots.slerp``)."""
-    from .plots import slerp
-
-    g = torch.Generator().manual_seed(5)
-    cases = [(torch.randn(d, generator=g), torch.randn(d, generator=g), torch.linspace(0, 1, steps))
-             for d, steps in ((2, 5), (20, 7), (50, 3))]
-
-    def unnormalised_angle(z0, z1, t):
-        omega = torch.arccos(torch.clamp(torch.dot(z0, z1), -1.0, 1.0))
-        t = t[:, None]
-        return (torch.sin((1 - t) * omega) * z0 + torch.sin(t * omega) * z1) / torch.sin(omega)
-
-    variants = [
-        Variant("linear interpolation", lambda z0, z1, t: torch.lerp(z0, z1, t[:, None]),
-                "that is lerp, a straight line: slerp weights z0 and z1 by sin((1-t) omega) / sin(omega) "
-                "and sin(t omega) / sin(omega)."),
-        Variant("angle of the unnormalised vectors", unnormalised_angle,
-                "omega is the angle between the directions: arccos of the dot product of z0/|z0| and z1/|z1|."),
-        Variant("t reversed", lambda z0, z1, t: slerp(z1, z0, t),
-                "at t = 0 the path must start at z0 and at t = 1 end at z1."),
-    ]
-    return run_check("slerp", fn, slerp, cases, variants, check_grad=True)
-
-
-def check_aggregate_posterior(fn: Callable[[Tensor, Tensor, Tensor], Tensor] | None) -> bool | None:
-    """Check ``fn(z, mu, logvar) -> (m,)``: ``log q(z)`` of the mixture of the encoder's Gaussians."""
-    g = torch.Generator().manual_seed(6)
-    cases = []
-    for m, n, d in ((5, 3, 2), (4, 50, 2), (3, 10, 6)):
-        cases.append((torch.randn(m, d, generator=g) * 2, torch.randn(n, d, generator=g),
-                      torch.randn(n, d, generator=g) * 0.5 - 1))
-    ref = losses.aggregate_posterior_log_density
-    n_of = lambda mu: math.log(mu.shape[0])  # noqa: E731
-
-    def mean_of_logs(z, mu, lv):
-        return torch.stack([ref(z, mu[i:i + 1], lv[i:i + 1]) for i in range(len(mu))]).mean(0)
-
-    variants = [
-        Variant("forgot - log N", lambda z, mu, lv: ref(z, mu, lv) + n_of(mu),
-                "q(z) is the *average* of the N Gaussian densities: subtract log N after the logsumexp."),
-        Variant("averaged the log-densities", mean_of_logs,
-                "average the densities themselves (logsumexp - log N), not their logarithms."),
-        Variant("standard deviation used as variance", lambda z, mu, lv: ref(z, mu, lv / 2),
-                "logvar is log sigma^2: the variance is exp(logvar), not exp(logvar / 2)."),
-    ]
-    return run_check("aggregate posterior log q(z)", fn, ref, cases, variants, check_grad=True)
 
 
 # ------------------------------------------------- notebooks 1 and 2 (appended)
@@ -657,6 +592,74 @@ def check_toy_elbo(fn: Callable[..., Tensor] | None) -> bool | None:
                 "the likelihood's variance is sigma^2: divide by 2 sigma^2 and use log(2 pi sigma^2)."),
     ]
     return run_check("toy_elbo", fn, reference, _toy_elbo_cases(), variants, check_grad=True)
+
+
+# ------------------------------------------------ notebooks 6 and 7: sizes, slerp, q(z)
+def check_conv_output_size(fn: Callable[[int, int, int, int], int] | None) -> bool | None:
+    """Check ``fn(size, kernel, stride, padding) -> int``: the output size of a ``Conv2d``."""
+    from .models import conv2d_output_size
+
+    cases = [(28, 4, 2, 1), (14, 4, 2, 1), (28, 3, 1, 1), (28, 5, 2, 0), (7, 3, 2, 0), (32, 5, 3, 2)]
+    variants = [
+        Variant("no rounding down", lambda n, k, s, p: (n + 2 * p - k) / s + 1,
+                "a kernel cannot stop half-way: round the division down (use // in Python)."),
+        Variant("forgot the + 1", lambda n, k, s, p: (n + 2 * p - k) // s,
+                "count the first position too: floor((n + 2p - k) / s) + 1."),
+        Variant("padding on one side only", lambda n, k, s, p: (n + p - k) // s + 1,
+                "padding is added on both sides: n + 2 * padding."),
+        Variant("divided the size by the stride first", lambda n, k, s, p: n // s + 2 * p - k + 1,
+                "subtract the kernel and add the padding before dividing by the stride."),
+    ]
+    return run_check("conv2d_output_size", fn, conv2d_output_size, cases, variants, rtol=0, atol=1e-9)
+
+
+def check_slerp(fn: Callable[[Tensor, Tensor, Tensor], Tensor] | None) -> bool | None:
+    """Check ``fn(z0, z1, t) -> (steps, latent_dim)``: spherical interpolation (see ``plots.slerp``)."""
+    from .plots import slerp
+
+    g = torch.Generator().manual_seed(5)
+    cases = [(torch.randn(d, generator=g), torch.randn(d, generator=g), torch.linspace(0, 1, steps))
+             for d, steps in ((2, 5), (20, 7), (50, 3))]
+
+    def unnormalised_angle(z0, z1, t):
+        omega = torch.arccos(torch.clamp(torch.dot(z0, z1), -1.0, 1.0))
+        t = t[:, None]
+        return (torch.sin((1 - t) * omega) * z0 + torch.sin(t * omega) * z1) / torch.sin(omega)
+
+    variants = [
+        Variant("linear interpolation", lambda z0, z1, t: torch.lerp(z0, z1, t[:, None]),
+                "that is lerp, a straight line: slerp weights z0 and z1 by sin((1-t) omega) / sin(omega) "
+                "and sin(t omega) / sin(omega)."),
+        Variant("angle of the unnormalised vectors", unnormalised_angle,
+                "omega is the angle between the directions: arccos of the dot product of z0/|z0| and z1/|z1|."),
+        Variant("t reversed", lambda z0, z1, t: slerp(z1, z0, t),
+                "at t = 0 the path must start at z0 and at t = 1 end at z1."),
+    ]
+    return run_check("slerp", fn, slerp, cases, variants, check_grad=True)
+
+
+def check_aggregate_posterior(fn: Callable[[Tensor, Tensor, Tensor], Tensor] | None) -> bool | None:
+    """Check ``fn(z, mu, logvar) -> (m,)``: ``log q(z)`` of the mixture of the encoder's Gaussians."""
+    g = torch.Generator().manual_seed(6)
+    cases = []
+    for m, n, d in ((5, 3, 2), (4, 50, 2), (3, 10, 6)):
+        cases.append((torch.randn(m, d, generator=g) * 2, torch.randn(n, d, generator=g),
+                      torch.randn(n, d, generator=g) * 0.5 - 1))
+    ref = losses.aggregate_posterior_log_density
+    n_of = lambda mu: math.log(mu.shape[0])  # noqa: E731
+
+    def mean_of_logs(z, mu, lv):
+        return torch.stack([ref(z, mu[i:i + 1], lv[i:i + 1]) for i in range(len(mu))]).mean(0)
+
+    variants = [
+        Variant("forgot - log N", lambda z, mu, lv: ref(z, mu, lv) + n_of(mu),
+                "q(z) is the *average* of the N Gaussian densities: subtract log N after the logsumexp."),
+        Variant("averaged the log-densities", mean_of_logs,
+                "average the densities themselves (logsumexp - log N), not their logarithms."),
+        Variant("standard deviation used as variance", lambda z, mu, lv: ref(z, mu, lv / 2),
+                "logvar is log sigma^2: the variance is exp(logvar), not exp(logvar / 2)."),
+    ]
+    return run_check("aggregate posterior log q(z)", fn, ref, cases, variants, check_grad=True)
 
 
 def _entropy_cases() -> list[tuple[Tensor]]:

@@ -6,6 +6,7 @@ ends in one readable line and a non-zero exit code, never a traceback.
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import sys
 from dataclasses import fields
@@ -265,6 +266,10 @@ def _evaluate(args: argparse.Namespace) -> int:
         "dataset": cfg["dataset"], "binarize": cfg["binarize"], "epochs": state["epoch"],
         "device": device_name(device), "n_test": len(x),
         "label": GRAYSCALE_LABEL if cfg["binarize"] == "none" else "negative log-likelihood (nats)",
+        # provenance, so a results/*.json file says how it was made
+        "train_seconds": round(sum(h.get("seconds", 0.0) for h in state["history"]), 1),
+        "trained_with_torch": state.get("torch_version"), "torch": str(torch.__version__),
+        "date": datetime.date.today().isoformat(), "command": "python -m vae_course " + " ".join(sys.argv[1:]),
     }
     elbo = evaluate_elbo(model, x, y)
     result.update({f"test_{k}": v for k, v in elbo.items()})
