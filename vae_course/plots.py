@@ -92,27 +92,12 @@ def latent_scatter(z: Tensor, labels: Tensor, title: str = "Latent codes of test
     return fig
 
 
-@torch.no_grad()
 def latent_manifold(model: nn.Module, extent: float = 3.0, n: int = 15, dims: tuple[int, int] = (0, 1),
                     title: str = "Decoded grid of latent points", ax=None):
     """Decode an ``n × n`` grid of latent points in ``[-extent, extent]²``
-    (along ``dims``; other coordinates 0) and show the images in place."""
-    device = next(model.parameters()).device
-    values = torch.linspace(-extent, extent, n)
-    z = torch.zeros(n * n, model.latent_dim)
-    gy, gx = torch.meshgrid(values.flip(0), values, indexing="ij")  # top row = largest z2
-    z[:, dims[0]], z[:, dims[1]] = gx.reshape(-1), gy.reshape(-1)
-    images = torch.sigmoid(model.decode(z.to(device))).cpu()
-    grid = make_grid(images, nrow=n, padding=0)[0]
-    if ax is None:
-        fig, ax = plt.subplots(figsize=(6, 6))
-    else:
-        fig = ax.figure
-    ax.imshow(grid, cmap="gray", extent=(-extent, extent, -extent, extent), vmin=0, vmax=1)
-    ax.set_xlabel(f"$z_{dims[0] + 1}$")
-    ax.set_ylabel(f"$z_{dims[1] + 1}$")
-    ax.set_title(title)
-    return fig
+    (along ``dims``; other coordinates 0) and show the images in place.
+    The square centred on the prior's mean; :func:`latent_grid` does any rectangle."""
+    return latent_grid(model, (-extent, -extent), (extent, extent), n=n, dims=dims, title=title, ax=ax)
 
 
 def loss_curves(history: Sequence[dict], keys: Sequence[str] = ("loss", "recon", "kl", "test_loss"),
