@@ -30,7 +30,7 @@ $(STAMP): requirements.txt constraints.txt pyproject.toml
 
 test: venv
 	@rm -f _build/stage-times.tsv; mkdir -p $(JUNIT); rm -f $(JUNIT)/*.xml
-	@scripts/stage "unit tests" $(PY) -m pytest tests -q --ignore=tests/book --junitxml=$(JUNIT)/unit.xml
+	@scripts/stage "unit tests" $(PY) -m pytest tests -q --ignore=tests/book -p no:cacheprovider --junitxml=$(JUNIT)/unit.xml
 	@scripts/stage "notebooks (nbval, smoke mode)" env VAE_COURSE_SMOKE=1 $(PY) -m pytest $(NBVAL) notebooks book/results.ipynb -q -p no:cacheprovider --junitxml=$(JUNIT)/notebooks.xml
 	@$(MAKE) --no-print-directory book-test
 	@$(PY) scripts/test_summary.py $(JUNIT) _build/stage-times.tsv
@@ -42,7 +42,7 @@ book: venv
 book-test: venv
 	@scripts/stage "browser assets" bash scripts/book_assets.sh
 	@scripts/stage "book (strict build, offline assets)" .venv/bin/jupyter-book build . -W -n --keep-going --config _build/offline_config.yml
-	@scripts/stage "book: browser and student-version tests" $(PY) -m pytest tests/book -q --junitxml=$(JUNIT)/book.xml
+	@scripts/stage "book: browser and student-version tests" $(PY) -m pytest tests/book -q -p no:cacheprovider --junitxml=$(JUNIT)/book.xml
 
 student: venv
 	@$(PY) scripts/make_student.py notebooks student
