@@ -12,14 +12,12 @@ from __future__ import annotations
 import os
 import shutil
 import socket
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from course_testing import ROOT, data_available, run_cli
 
 # ---------------------------------------------------------------- environment
 # Set before anything imports vae_course, so every cache_dir() call sees it.
@@ -75,23 +73,6 @@ def no_network(monkeypatch):
     monkeypatch.setattr(socket, "getaddrinfo", _guarded_getaddrinfo)
 
 
-# A proxy on a closed local port: subprocesses that try to download fail fast.
-OFFLINE_ENV = {"http_proxy": "http://127.0.0.1:9", "https_proxy": "http://127.0.0.1:9",
-               "HTTP_PROXY": "http://127.0.0.1:9", "HTTPS_PROXY": "http://127.0.0.1:9", "no_proxy": ""}
-
-
-def data_available(name: str = "MNIST") -> bool:
-    src = os.environ.get("VAE_COURSE_DATA")
-    if src and (Path(src) / name / "raw").is_dir():
-        return True
-    return (_SESSION_CACHE / "data" / name / "raw").is_dir()
-
-
-needs_mnist = pytest.mark.skipif(not data_available("MNIST"), reason="MNIST files not found: set VAE_COURSE_DATA")
-needs_fashion = pytest.mark.skipif(not data_available("FashionMNIST"),
-                                   reason="Fashion-MNIST files not found: set VAE_COURSE_DATA")
-
-
 # ---------------------------------------------------------------- data
 @pytest.fixture(scope="session")
 def mnist_small():
@@ -113,25 +94,6 @@ def tiny_data(mnist_small):
                       d.val_x[:0], d.val_y[:0], d.test_x[:200], d.test_y[:200])
 
 
-# ---------------------------------------------------------------- CLI helpers
-def cli_env(**extra: str) -> dict[str, str]:
-    """The environment for a ``python -m vae_course`` subprocess: offline, this session's cache."""
-    env = dict(os.environ)
-    env.update(OFFLINE_ENV)
-    env.pop("VAE_COURSE_SMOKE", None)
-    env["PYTHONUNBUFFERED"] = "1"
-    env.update(extra)
-    return env
-
-
-def run_cli(*args: str, timeout: float = 240, env: dict | None = None, cwd: str | os.PathLike | None = None):
-    """Run the CLI in a fresh interpreter and return the ``CompletedProcess``."""
-    return subprocess.run(
-        [sys.executable, "-m", "vae_course", *args], capture_output=True, text=True,
-        timeout=timeout, env=env or cli_env(), cwd=cwd or ROOT,
-    )
-
-
 @pytest.fixture(scope="session")
 def cli_two_epochs(tmp_path_factory):
     """One CLI run of 2 epochs on 2000 images (shared by the CLI and resume tests)."""
@@ -141,8 +103,3 @@ def cli_two_epochs(tmp_path_factory):
     proc = run_cli("train", "--epochs", "2", "--limit-train", "2000", "--limit-test", "500",
                    "--out", str(out), "--no-progress")
     return proc, out
-
-
-def history_without_timings(history):
-    """Per-epoch records without the wall-clock fields (which differ between runs)."""
-    return [{k: v for k, v in h.items() if k not in ("seconds", "images_per_second")} for h in history]

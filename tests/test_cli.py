@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from conftest import cli_env, needs_mnist, run_cli
+from course_testing import cli_env, needs_mnist, run_cli
 from vae_course.cli import build_parser, main
 
 

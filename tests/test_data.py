@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import needs_fashion, needs_mnist
+from course_testing import needs_fashion, needs_mnist
 from vae_course import data as vdata
 from vae_course.data import DataNotFoundError, load_data
 

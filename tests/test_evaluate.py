@@ -103,7 +103,7 @@ def test_plots_return_figures(model_and_x, tmp_path):
 
 
 def test_pretrained_is_trained_once_then_cached(monkeypatch, tmp_path):
-    from conftest import data_available
+    from course_testing import data_available
 
     if not data_available("MNIST"):
         pytest.skip("MNIST files not found")

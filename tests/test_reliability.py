@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import ROOT, cli_env, history_without_timings, needs_mnist, run_cli
+from course_testing import ROOT, cli_env, history_without_timings, needs_mnist, run_cli
 from vae_course.checkpoint import FORMAT_VERSION, CheckpointError, load_checkpoint, save_checkpoint
 from vae_course.train import TrainConfig, Trainer, TrainingDiverged
 

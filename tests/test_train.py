@@ -7,7 +7,7 @@ import sys
 import pytest
 import torch
 
-from conftest import history_without_timings
+from course_testing import history_without_timings
 from vae_course.train import TrainConfig, Trainer, train_model
 
 

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import shutil
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -81,8 +83,15 @@ def pretrained(name: str, verbose: bool = True, **overrides: Any) -> nn.Module:
             return model_from_checkpoint(state).eval()
     if verbose:
         print(f"Training the pretrained model {name!r} ({config.epochs} epochs); it is cached in {folder}")
-    trainer = Trainer(config=config, out_dir=folder, log=None, progress=verbose)
+    # Train into a private folder and publish the finished checkpoint with one atomic
+    # rename, so two notebooks training the same model at once never see half of one.
+    scratch = folder.with_name(f".{folder.name}.{os.getpid()}.training")
+    trainer = Trainer(config=config, out_dir=scratch, log=None, progress=verbose)
     trainer.fit()
+    folder.mkdir(parents=True, exist_ok=True)
+    os.replace(scratch / "checkpoint.pt", path)
+    os.replace(scratch / "metrics.json", folder / "metrics.json")
+    shutil.rmtree(scratch, ignore_errors=True)
     return trainer.model.cpu().eval()
 
 
