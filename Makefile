@@ -28,8 +28,9 @@ $(STAMP): requirements.txt constraints.txt pyproject.toml
 	  exit $${PIPESTATUS[0]}'
 	@touch $@
 
-test: venv
+test:
 	@rm -f _build/stage-times.tsv; mkdir -p $(JUNIT); rm -f $(JUNIT)/*.xml
+	@$(MAKE) --no-print-directory venv
 	@scripts/stage "unit tests" $(PY) -m pytest tests -q --ignore=tests/book -p no:cacheprovider --junitxml=$(JUNIT)/unit.xml
 	@scripts/stage "notebooks (nbval, smoke mode)" env VAE_COURSE_SMOKE=1 $(PY) -m pytest $(NBVAL) notebooks book/results.ipynb -q -p no:cacheprovider --junitxml=$(JUNIT)/notebooks.xml
 	@$(MAKE) --no-print-directory book-test
