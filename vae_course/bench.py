@@ -13,7 +13,8 @@ the work is fed to the machine:
   plain Adam and ``loss.item()`` after every step;
 * **the package's trainer** (:class:`vae_course.train.Trainer`): the data lives
   on the device as one tensor, batches are cut from a permutation, the decoder
-  returns logits for ``binary_cross_entropy_with_logits``, Adam is fused, and
+  returns logits, the Bernoulli term has its gradient written out (``sigmoid(l) - x``:
+  ``losses.bernoulli_nll``), Adam is fused, and
   the loop reads the device only every few dozen steps.
 
 The two run alternately (usual, package, package, usual, ...) for several

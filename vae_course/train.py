@@ -226,7 +226,9 @@ class Trainer:
         self.noise_generator = torch.Generator(device=self.device).manual_seed(cfg.seed + 1)
         self._step_fn = self._train_step
         if cfg.compile:
-            self._step_fn = torch.compile(self._train_step)
+            # dynamic=False: the short last batch gets its own graph rather than a
+            # symbolic batch size (which torch.randn with a generator argument cannot take)
+            self._step_fn = torch.compile(self._train_step, dynamic=False)
         if self.out_dir is not None:
             self.out_dir = Path(self.out_dir)
 
