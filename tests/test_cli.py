@@ -50,6 +50,26 @@ def test_evaluate_reports_elbo_and_iwae(cli_two_epochs, capsys):
     assert "Test ELBO:" in text and "IWAE NLL (K=5):" in text and "not a likelihood" in text
 
 
+@needs_mnist
+def test_evaluate_sample_test_draws_a_fixed_random_subset(cli_two_epochs, capsys):
+    _, out = cli_two_epochs
+    args = ["evaluate", "--checkpoint", str(out / "checkpoint.pt"), "--iw-samples", "2", "--device", "cpu", "--json"]
+    assert main(args + ["--sample-test", "40"]) == 0
+    first = json.loads(capsys.readouterr().out)
+    assert main(args + ["--sample-test", "40"]) == 0
+    again = json.loads(capsys.readouterr().out)
+    assert first["n_test"] == 40 and first["test_images"] == "40 drawn at random (seed 0)"
+    assert first["test_elbo"] == again["test_elbo"]  # the same images (and the same fixed noise) each time
+    assert main(args + ["--limit-test", "40"]) == 0
+    head = json.loads(capsys.readouterr().out)
+    assert head["test_images"] == "first 40" and head["test_elbo"] != first["test_elbo"]
+    assert main(args + ["--sample-test", "10001"]) == 1
+    assert "more than the 10000 test images" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:  # one or the other, not both
+        main(args + ["--sample-test", "5", "--limit-test", "5"])
+    assert exit_info.value.code == 2
+
+
 @pytest.mark.parametrize("command", [[], ["train"], ["evaluate"], ["bench"]])
 def test_help_explains_every_flag(command, capsys):
     parser = build_parser()
