@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import shutil
 import sys
 
 import pytest
@@ -50,6 +51,21 @@ def test_every_model_trains(tiny_data, model):
     assert math.isfinite(h["loss"])
     if model == "ae":
         assert h["kl"] == 0.0
+
+
+@pytest.mark.skipif(shutil.which("c++") is None, reason="torch.compile on the CPU needs a C++ compiler")
+def test_compile_trains_including_the_short_last_batch(tiny_data):
+    # 300 images at batch 128: two full batches and a short one of 44, which once made
+    # torch.compile switch to a symbolic batch size and crash.
+    from vae_course.data import DataSplits
+
+    d = tiny_data
+    data = DataSplits(d.name, d.binarize, d.seed, d.train_x[:300], d.train_y[:300], d.val_x, d.val_y,
+                      d.test_x, d.test_y)
+    compiled = _trainer(data, compile=True, epochs=2).fit()[-1]  # the crash came in epoch 2
+    eager = _trainer(data, epochs=2).fit()[-1]
+    # Compiled code draws its own random numbers, so the losses agree closely, not exactly.
+    assert math.isfinite(compiled["loss"]) and abs(compiled["loss"] - eager["loss"]) < 0.05 * eager["loss"]
 
 
 def test_same_seed_same_numbers_different_seed_different_numbers(tiny_data):

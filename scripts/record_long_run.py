@@ -1,0 +1,74 @@
+"""Write results/conv_vae_long.json: a long CLI run's evaluation plus where it came from.
+
+Usage (after ``train`` and ``evaluate --json > eval.json``)::
+
+    python scripts/record_long_run.py --run runs/conv-long --eval eval.json \
+        --train-command "python -m vae_course train ..." --out results/conv_vae_long.json
+
+The file keeps the evaluation as ``evaluate --json`` printed it and adds the
+training command, the git commit, the CPU, the per-epoch seconds and test ELBO
+from the run's ``metrics.json``, so the results page and notebook 6 can show
+every number with its provenance. Nothing here is typed by hand but the
+commands and the optional ``--note``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def git_commit() -> str:
+    return subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True,
+                          check=True).stdout.strip()
+
+
+def cpu_model() -> str:
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return "unknown CPU"
+
+
+def record(run: Path, evaluation: dict, train_command: str, note: str | None) -> dict:
+    metrics = json.loads((run / "metrics.json").read_text())
+    history = metrics["history"]
+    config = metrics["config"]
+    result = dict(evaluation)
+    result.update({
+        "architecture": "ConvVAE (2 conv + 256 hidden)" if evaluation["model"] == "conv-vae" else evaluation["model"],
+        "objective": f"ELBO (beta = {config['beta']:g}), Adam lr {config['lr']:g} {config['lr_schedule']}, "
+                     f"batch {config['batch_size']}",
+        "eval_command": evaluation["command"],
+        "train_command": train_command,
+        "command": f"{train_command}; {evaluation['command']}",
+        "commit": git_commit(),
+        "machine": f"{cpu_model()}, {os.cpu_count()} cores",
+        "seconds_per_epoch": [round(h["seconds"], 1) for h in history],
+        "test_elbo_per_epoch_full_test_set": [round(h["test_elbo"], 3) for h in history],
+    })
+    if note:
+        result["note"] = note
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--run", type=Path, required=True, help="the run's --out folder (with metrics.json)")
+    parser.add_argument("--eval", type=Path, required=True, help="what `evaluate --json` printed")
+    parser.add_argument("--train-command", required=True, help="the train command(s), as run")
+    parser.add_argument("--note", default=None, help="anything a reader must know (e.g. the machine was shared)")
+    parser.add_argument("--out", type=Path, default=ROOT / "results" / "conv_vae_long.json")
+    args = parser.parse_args()
+    result = record(args.run, json.loads(args.eval.read_text()), args.train_command, args.note)
+    args.out.write_text(json.dumps(result, indent=1) + "\n")
+    print(f"Wrote {args.out}: {result['epochs']} epochs, IWAE NLL {result['iwae_nll']:.2f} "
+          f"± {result['iwae_nll_stderr']:.2f} on {result['n_test']} test images ({result['test_images']})")
+
+
+if __name__ == "__main__":
+    main()
