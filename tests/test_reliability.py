@@ -73,25 +73,33 @@ def test_resume_is_bit_for_bit_via_the_cli(tmp_path, cli_two_epochs):
     assert all(torch.equal(sa["model_state"][k], sb["model_state"][k]) for k in sa["model_state"])
 
 
-def test_resume_flags_that_contradict_the_checkpoint_are_errors(tmp_path, cli_two_epochs):
+def test_resume_flags_that_contradict_the_checkpoint_are_errors(tmp_path, cli_two_epochs, capsys):
     from vae_course.cli import main
 
     _, out = cli_two_epochs
     for flags, words in ((["--model", "cvae"], "--model cvae (checkpoint has vae)"),
-                         (["--lr", "0.1"], "--lr 0.1 (checkpoint has 0.001)"),
+                         (["--lr-schedule", "constant"], "--lr-schedule constant (checkpoint has cosine)"),
+                         (["--lr", "0.1"], "--lr 0.1 (checkpoint has 0.005)"),
                          (["--epochs", "1"], "already has 2 epochs")):
-        with pytest.raises(SystemExit) if False else _no_raise():
-            assert main(["train", "--resume", "--out", str(out), *flags]) == 1
+        assert main(["train", "--resume", "--out", str(out), *flags]) == 1
+        assert words in capsys.readouterr().err, flags
     # no checkpoint to resume from
     assert main(["train", "--resume", "--out", str(tmp_path / "empty")]) == 1
 
 
-class _no_raise:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
+def test_resume_with_a_new_lr_is_a_step_decay_for_constant_runs_only(tmp_path):
+    common = ["--limit-train", "500", "--limit-test", "200", "--no-progress"]
+    const, cosine = tmp_path / "constant", tmp_path / "cosine"
+    assert run_cli("train", "--epochs", "1", "--lr", "1e-3", "--out", str(const), *common).returncode == 0
+    p = run_cli("train", "--resume", "--epochs", "2", "--lr", "1e-4", "--out", str(const), "--no-progress")
+    assert p.returncode == 0, p.stderr
+    assert "Continuing at learning rate 0.0001 (the run so far used 0.001)." in p.stdout
+    metrics = json.loads((const / "metrics.json").read_text())
+    assert [h["lr"] for h in metrics["history"]] == [1e-3, 1e-4] and metrics["config"]["lr"] == 1e-4
+    # A cosine schedule sets the rate itself at every step: a new --lr contradicts it.
+    assert run_cli("train", "--epochs", "1", "--out", str(cosine), *common).returncode == 0
+    p = run_cli("train", "--resume", "--epochs", "2", "--lr", "1e-4", "--out", str(cosine), "--no-progress")
+    assert p.returncode == 1 and "--lr 0.0001 (checkpoint has 0.005)" in p.stderr
 
 
 # ------------------------------------------------------------------ interrupts

@@ -31,6 +31,7 @@ examples:
   python -m vae_course train --epochs 20 --out runs/vae20
   python -m vae_course train --model conv-vae --binarize dynamic --epochs 50 --out runs/conv
   python -m vae_course train --out runs/conv --resume --epochs 100   # continue a run
+  python -m vae_course train --out runs/conv --resume --epochs 120 --lr 1e-4   # ... at a 10x smaller rate
 
 After every epoch the trainer prints the seed guide's lines, per example, in nats:
   Loss = Reconstruction Loss + beta * KL Divergence   (training set)
@@ -135,7 +136,8 @@ def _add_train_parser(sub) -> None:
                                                        "(default: runs/latest)")
     p.add_argument("--resume", action="store_true",
                    help="continue from --out/checkpoint.pt; settings come from the checkpoint, and a flag "
-                        "that contradicts it is an error (only --epochs and --device may change)")
+                        "that contradicts it is an error (only --epochs and --device may change, and --lr for a run with "
+                        "the constant schedule: dividing the rate by 10 when the test loss stalls is a step decay)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
 
@@ -217,13 +219,18 @@ def _resume_trainer(args: argparse.Namespace, out: Path) -> Trainer:
         f"--{k.replace('_', '-')} {v} (checkpoint has {saved.get(k)})"
         for k, v in _given_flags(args).items()
         if k not in ("epochs", "device", "log_every") and saved.get(k) != v
+        # a new --lr continues a constant-rate run at that rate (a step decay)
+        and not (k == "lr" and saved.get("lr_schedule") == "constant")
     ]
     if conflicts:
         raise ValueError("--resume: these flags contradict the checkpoint: " + "; ".join(conflicts)
                          + ". Drop them, or train into a new --out folder.")
     if args.epochs is not None and args.epochs < state["epoch"]:
         raise ValueError(f"--epochs {args.epochs}: the checkpoint already has {state['epoch']} epochs")
-    return Trainer.resume(out, epochs=args.epochs, device=args.device, progress=not args.no_progress)
+    lr = args.lr if args.lr is not None and args.lr != saved.get("lr") else None
+    if lr is not None:
+        print(f"Continuing at learning rate {lr:g} (the run so far used {saved.get('lr'):g}).")
+    return Trainer.resume(out, epochs=args.epochs, device=args.device, lr=lr, progress=not args.no_progress)
 
 
 def _write_images(trainer: Trainer, out: Path) -> Path:

@@ -460,8 +460,13 @@ class Trainer:
 
     @classmethod
     def resume(cls, out_dir: str | Path, epochs: int | None = None, device: str | None = None,
-               **kwargs: Any) -> "Trainer":
-        """Continue the run saved in ``out_dir`` (up to ``epochs`` in total)."""
+               lr: float | None = None, **kwargs: Any) -> "Trainer":
+        """Continue the run saved in ``out_dir`` (up to ``epochs`` in total).
+
+        ``lr`` continues a constant-rate run at a new learning rate: dividing the
+        rate by 10 once the test loss stops improving is the oldest schedule of
+        all (a "step decay"). Each epoch's rate stays in the history.
+        """
         state = load_checkpoint(Path(out_dir) / "checkpoint.pt")
         known = {f.name for f in fields(TrainConfig)}
         config = TrainConfig(**{k: v for k, v in state["train_config"].items() if k in known})
@@ -469,9 +474,19 @@ class Trainer:
             config.epochs = epochs
         if device is not None:
             config.device = device
+        if lr is not None:
+            if config.lr_schedule != "constant":
+                raise ValueError(f"lr: a new learning rate on resume needs the constant schedule; this run's "
+                                 f"{config.lr_schedule} schedule already sets the rate at every step")
+            if not lr > 0:
+                raise ValueError(f"lr: must be positive, got {lr}")
+            config.lr = lr
         model = model_from_checkpoint(state)
         trainer = cls(config=config, out_dir=out_dir, model=model, **kwargs)
         trainer.load_state(state)
+        if lr is not None:  # load_state restored the optimizer's old rate
+            for group in trainer.optimizer.param_groups:
+                group["lr"] = lr
         return trainer
 
     def load_state(self, state: dict[str, Any]) -> None:
