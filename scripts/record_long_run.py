@@ -34,6 +34,21 @@ def cpu_model() -> str:
     return "unknown CPU"
 
 
+def _rates(history: list[dict], config: dict) -> str:
+    """'lr 0.001 (epochs 1-137), 0.0001 (epochs 138-158)' for a run whose rate changed on --resume."""
+    if config["lr_schedule"] != "constant":
+        return f"lr {config['lr']:g} {config['lr_schedule']}"
+    spans: list[list] = []  # [rate, first epoch, last epoch]
+    for h in history:
+        if spans and spans[-1][0] == h["lr"]:
+            spans[-1][2] = h["epoch"]
+        else:
+            spans.append([h["lr"], h["epoch"], h["epoch"]])
+    if len(spans) == 1:
+        return f"lr {spans[0][0]:g} constant"
+    return "lr " + ", ".join(f"{r:g} (epochs {a}-{b})" for r, a, b in spans)
+
+
 def record(run: Path, evaluation: dict, train_command: str, note: str | None) -> dict:
     metrics = json.loads((run / "metrics.json").read_text())
     history = metrics["history"]
@@ -41,7 +56,7 @@ def record(run: Path, evaluation: dict, train_command: str, note: str | None) ->
     result = dict(evaluation)
     result.update({
         "architecture": "ConvVAE (2 conv + 256 hidden)" if evaluation["model"] == "conv-vae" else evaluation["model"],
-        "objective": f"ELBO (beta = {config['beta']:g}), Adam lr {config['lr']:g} {config['lr_schedule']}, "
+        "objective": f"ELBO (beta = {config['beta']:g}), Adam, {_rates(history, config)}, "
                      f"batch {config['batch_size']}",
         "eval_command": evaluation["command"],
         "train_command": train_command,
