@@ -16,22 +16,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 from pathlib import Path
 
+from vae_course.bench import _cpu_model, _git_commit  # the benchmark's own provenance helpers
+
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def git_commit() -> str:
-    return subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True,
-                          check=True).stdout.strip()
-
-
-def cpu_model() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return "unknown CPU"
 
 
 def _rates(history: list[dict], config: dict) -> str:
@@ -53,6 +42,7 @@ def record(run: Path, evaluation: dict, train_command: str, note: str | None) ->
     metrics = json.loads((run / "metrics.json").read_text())
     history = metrics["history"]
     config = metrics["config"]
+    commit, dirty = _git_commit()
     result = dict(evaluation)
     result.update({
         "architecture": "ConvVAE (2 conv + 256 hidden)" if evaluation["model"] == "conv-vae" else evaluation["model"],
@@ -61,8 +51,9 @@ def record(run: Path, evaluation: dict, train_command: str, note: str | None) ->
         "eval_command": evaluation["command"],
         "train_command": train_command,
         "command": f"{train_command}; {evaluation['command']}",
-        "commit": git_commit(),
-        "machine": f"{cpu_model()}, {os.cpu_count()} cores",
+        "commit": commit,
+        "dirty": dirty,
+        "machine": f"{_cpu_model()}, {os.cpu_count()} cores",
         "seconds_per_epoch": [round(h["seconds"], 1) for h in history],
         "test_elbo_per_epoch_full_test_set": [round(h["test_elbo"], 3) for h in history],
     })

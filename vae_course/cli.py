@@ -286,9 +286,8 @@ def _evaluate(args: argparse.Namespace) -> int:
     x, y, selection = data.test_x, data.test_y, "all" if args.limit_test is None else f"first {args.limit_test}"
     if args.sample_test is not None:
         if args.sample_test > len(x):
-            print(f"error: --sample-test {args.sample_test} is more than the {len(x)} test images; "
-                  f"leave it out to use them all", file=sys.stderr)
-            return 1
+            raise ValueError(f"--sample-test {args.sample_test} is more than the {len(x)} test images; "
+                             f"leave it out to use them all")
         x, y = _random_subset(x, y, args.sample_test)
         selection = f"{args.sample_test} drawn at random (seed {SUBSET_SEED})"
     x, y = x.to(device), y.to(device)
