@@ -1,15 +1,26 @@
 """Notebook maintenance: Colab headers, freshness hashes, and full re-execution.
 
     python scripts/nbtools.py headers            # rewrite every notebook's badge + setup cell
-    python scripts/nbtools.py execute [NB ...]   # re-execute in full mode, record the hash
+    python scripts/nbtools.py execute [NB ...]   # re-execute in full mode, record the hash and the machine
     python scripts/nbtools.py execute --force NB # also overwrite outputs made on a GPU
+    python scripts/nbtools.py execute --allow-busy NB  # run on a busy machine (recorded as not quiet)
     python scripts/nbtools.py status             # which notebooks are stale
+    python scripts/nbtools.py times              # each notebook's execution record, as a table
 
 Conventions (see book/contributing.md):
 * cell 0 is the "Open in Colab" badge (tag ``colab-badge``), cell 1 the setup
   cell (tag ``colab-setup``); both are generated from ``_config.yml``;
 * ``metadata.vae_course`` records how the outputs were made: the hash of the
-  code cells, the device, smoke or full mode, the seconds it took, torch's version;
+  code cells, the device, smoke or full mode, the seconds it took, torch's
+  version, the date, and the machine (CPU model, cores, torch threads) with its
+  1-minute load average before, after and at its highest during the run;
+* outputs are made on a quiet machine (see ``QUIET_START`` and ``BUSY_MARGIN``):
+  ``execute`` refuses to start when the 1-minute load average is above
+  ``QUIET_START``, and refuses to write the outputs when, at any moment of the
+  run, the load average rose above the run's own torch threads + ``BUSY_MARGIN``
+  (another process was competing for the cores, and every time the page prints
+  would be inflated). ``--allow-busy`` runs anyway and records ``quiet: false``,
+  which the notebook tests reject;
 * solutions carry the tag ``solution``; exercise stubs the tag ``exercise``.
 """
 from __future__ import annotations
@@ -19,6 +30,7 @@ import datetime as dt
 import hashlib
 import os
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -28,6 +40,14 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"
 BADGE_TAG, SETUP_TAG = "colab-badge", "colab-setup"
+# A quiet machine: the 1-minute load average before a run may be at most QUIET_START
+# (nothing else running), and during the run at most the run's own torch threads
+# plus BUSY_MARGIN (the kernel, Jupyter's own processes, a short-lived helper).
+QUIET_START = 0.5
+BUSY_MARGIN = 1.0
+LOAD_SAMPLE_SECONDS = 5.0
+RECORD_FIELDS = ("code_hash", "device", "mode", "seconds", "torch", "executed", "cpu_model", "cores",
+                 "threads", "load_before", "load_after", "load_max", "quiet")
 
 
 def repo_settings() -> tuple[str, str]:
@@ -101,8 +121,62 @@ def _device_description() -> str:
     return f"cpu: {os.cpu_count()} cores, {torch.get_num_threads()} torch threads"
 
 
-def execute(nb_path: Path, force: bool = False, timeout: int = 7200) -> float:
-    """Re-execute one notebook top to bottom in a fresh kernel, in full mode."""
+def cpu_model() -> str:
+    """The CPU's model name from /proc/cpuinfo (Linux), else the platform's description."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.lower().startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    import platform
+
+    return platform.processor() or platform.machine() or "unknown"
+
+
+def load_1min() -> float:
+    """The 1-minute load average: the number of runnable (and uninterruptible) tasks, smoothed."""
+    return round(os.getloadavg()[0], 2)
+
+
+class LoadSampler:
+    """Samples the 1-minute load average every ``every`` seconds in a thread; ``peak`` is the highest."""
+
+    def __init__(self, every: float = LOAD_SAMPLE_SECONDS) -> None:
+        self.every, self.peak = every, load_1min()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.every):
+            self.peak = max(self.peak, load_1min())
+
+    def __enter__(self) -> "LoadSampler":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, load_1min())
+
+
+def busy_limit(threads: int) -> float:
+    """The highest 1-minute load average a run with ``threads`` torch threads may see and stay quiet."""
+    return threads + BUSY_MARGIN
+
+
+def refuse_busy_start(allow_busy: bool) -> None:
+    """Exit with one line when the machine is already busy (unless allowed)."""
+    load = load_1min()
+    if load > QUIET_START and not allow_busy:
+        raise SystemExit(f"the 1-minute load average is {load:.2f} (> {QUIET_START}): something else is running, "
+                         "so the times this run prints would be wrong. Wait for a quiet machine, or pass "
+                         "--allow-busy (the record will say quiet: false).")
+
+
+def execute(nb_path: Path, force: bool = False, timeout: int = 7200, allow_busy: bool = False) -> float:
+    """Re-execute one notebook top to bottom in a fresh kernel, in full mode, and record the machine."""
     from nbclient import NotebookClient
     import torch
 
@@ -112,16 +186,25 @@ def execute(nb_path: Path, force: bool = False, timeout: int = 7200) -> float:
     if previous.get("device", "").startswith("cuda") and not device.startswith("cuda") and not force:
         raise SystemExit(f"{nb_path.name}: its outputs were made on {previous['device']}; refusing to "
                          f"overwrite them from {device}. Use --force to do it anyway.")
+    refuse_busy_start(allow_busy)
     sync_headers(nb, nb_path)
     env_smoke = os.environ.pop("VAE_COURSE_SMOKE", None)
+    threads = torch.get_num_threads()
+    load_before = [round(x, 2) for x in os.getloadavg()]
     start = time.perf_counter()
     try:
-        NotebookClient(nb, timeout=timeout, kernel_name="python3",
-                       resources={"metadata": {"path": str(nb_path.parent)}}).execute()
+        with LoadSampler() as sampler:
+            NotebookClient(nb, timeout=timeout, kernel_name="python3",
+                           resources={"metadata": {"path": str(nb_path.parent)}}).execute()
     finally:
         if env_smoke is not None:
             os.environ["VAE_COURSE_SMOKE"] = env_smoke
     seconds = time.perf_counter() - start
+    quiet = sampler.peak <= busy_limit(threads)
+    if not quiet and not allow_busy:
+        raise SystemExit(f"{nb_path.name}: not written: the load average reached {sampler.peak:.2f} during the run "
+                         f"(limit {busy_limit(threads):.1f} = {threads} threads + {BUSY_MARGIN}); another process "
+                         "competed for the cores. Re-run on a quiet machine.")
     nb.metadata["vae_course"] = {
         "code_hash": code_hash(nb),
         "device": device,
@@ -129,9 +212,30 @@ def execute(nb_path: Path, force: bool = False, timeout: int = 7200) -> float:
         "seconds": round(seconds, 1),
         "torch": str(torch.__version__),
         "executed": dt.date.today().isoformat(),
+        "cpu_model": cpu_model(),
+        "cores": os.cpu_count(),
+        "threads": threads,
+        "load_before": load_before,
+        "load_after": [round(x, 2) for x in os.getloadavg()],
+        "load_max": sampler.peak,
+        "quiet": quiet,
     }
     nbformat.write(nb, nb_path)
     return seconds
+
+
+def times_table(paths: list[Path]) -> str:
+    """Each notebook's execution record as a plain-text table (``nbtools.py times``)."""
+    rows = [("notebook", "seconds", "device", "load before/max/after", "quiet", "date")]
+    for path in paths:
+        r = nbformat.read(path, as_version=4).metadata.get("vae_course", {})
+        load = "/".join(f"{v:.2f}" if isinstance(v, (int, float)) else "?"
+                        for v in ((r.get("load_before") or [None])[0], r.get("load_max"),
+                                  (r.get("load_after") or [None])[0]))
+        rows.append((path.name, f"{r['seconds']:.1f}" if "seconds" in r else "—", str(r.get("device", "—")), load,
+                     {True: "yes", False: "NO"}.get(r.get("quiet"), "not recorded"), str(r.get("executed", "—"))))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows)
 
 
 def stale(nb_path: Path) -> bool:
@@ -146,7 +250,10 @@ def main(argv: list[str] | None = None) -> int:
     ex = sub.add_parser("execute", help="re-execute notebooks in full mode and record their hash")
     ex.add_argument("notebooks", nargs="*")
     ex.add_argument("--force", action="store_true", help="overwrite outputs that were made on a GPU")
+    ex.add_argument("--allow-busy", action="store_true",
+                    help=f"run even when the load average is above {QUIET_START} (recorded as quiet: false)")
     sub.add_parser("status", help="list notebooks whose code changed since their outputs were made")
+    sub.add_parser("times", help="print each notebook's execution record (seconds, device, load, date)")
     args = parser.parse_args(argv)
     if args.command == "headers":
         for path in notebook_paths():
@@ -157,7 +264,9 @@ def main(argv: list[str] | None = None) -> int:
     elif args.command == "execute":
         for path in notebook_paths(args.notebooks):
             print(f"executing {path.name} (full mode) ...", flush=True)
-            print(f"  done in {execute(path, force=args.force):.0f} s", flush=True)
+            print(f"  done in {execute(path, force=args.force, allow_busy=args.allow_busy):.0f} s", flush=True)
+    elif args.command == "times":
+        print(times_table(notebook_paths() + [ROOT / "book" / "results.ipynb"]))
     else:
         bad = [p.name for p in notebook_paths() if stale(p)]
         print("stale: " + ", ".join(bad) if bad else "all notebooks are fresh")

@@ -26,11 +26,16 @@ compute, and it keeps the instructor's guide in step with the notebooks:
   fits ~100-character code lines and lets wide equations scroll, and
   ``static/course.js`` shrinks the widest equations a little to fit;
 * the ``{course-notebooks}`` directive renders a table of the notebooks with the
-  estimated study time from each title cell and the full-mode run time that
-  ``scripts/nbtools.py execute`` recorded in ``metadata.vae_course``.
+  estimated study time from each title cell and the full-mode run that
+  ``scripts/nbtools.py execute`` recorded in ``metadata.vae_course`` (seconds,
+  device, and the machine's load average before and during the run);
+* measured numbers in the prose pages are MyST substitutions, ``{{ conv_nll }}``,
+  filled at build time from the committed results by ``scripts/prose_numbers.py``
+  (its ``BOOK_NUMBERS``), so a page never quotes a number by hand.
 """
 from __future__ import annotations
 
+import importlib.util
 import json
 import re
 from pathlib import Path
@@ -195,7 +200,20 @@ def nb_role(name, rawtext, text, lineno, inliner, options=None, content=None):
 
 
 # ------------------------------------------------------------- theme fixes
+def prose_numbers_module(root: Path):
+    """scripts/prose_numbers.py of the book at ROOT, loaded by path (scripts/ is not a package)."""
+    path = root / "scripts" / "prose_numbers.py"
+    spec = importlib.util.spec_from_file_location("course_prose_numbers", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def _on_config_inited(app: Sphinx, config: Any) -> None:
+    # {{ name }} in the prose pages: numbers from the committed results, never typed.
+    substitutions = dict(config.myst_substitutions or {})
+    substitutions.update(prose_numbers_module(Path(app.srcdir)).book_substitutions())
+    config.myst_substitutions = substitutions
     # pydata-sphinx-theme reads the default colour mode from html_context.
     context = dict(config.html_context or {})
     context.setdefault("default_mode", "light")
