@@ -54,6 +54,25 @@ def test_outputs_are_fresh_and_made_in_full_mode(nb):
     assert meta.get("mode") == "full", f"{path.name} was executed in smoke mode; {_rerun(path)}"
 
 
+CPU_SECONDS_MAX = 180  # a full-mode page runs in at most 3 minutes on a quiet CPU
+
+
+def test_execution_record_says_a_quiet_machine_made_the_outputs(nb):
+    path, book = nb
+    meta = book.metadata.get("vae_course", {})
+    missing = [f for f in nbtools.RECORD_FIELDS if f not in meta]
+    assert not missing, f"{path.name}: execution record lacks {missing}; {_rerun(path)}"
+    assert meta["quiet"] is True, f"{path.name}: executed on a busy machine (--allow-busy); {_rerun(path)}"
+    assert meta["load_before"][0] <= nbtools.QUIET_START, (
+        f"{path.name}: load average {meta['load_before'][0]} before the run (> {nbtools.QUIET_START}); {_rerun(path)}")
+    assert meta["load_max"] <= nbtools.busy_limit(meta["threads"]), (
+        f"{path.name}: load average reached {meta['load_max']} during the run "
+        f"(> {nbtools.busy_limit(meta['threads'])}); {_rerun(path)}")
+    if meta["device"].startswith("cpu"):
+        assert meta["seconds"] <= CPU_SECONDS_MAX, (
+            f"{path.name}: {meta['seconds']} s in full mode on a CPU (limit {CPU_SECONDS_MAX} s): make it lighter")
+
+
 def test_executed_in_order_without_errors(nb):
     path, book = nb
     counts = [c.get("execution_count") for c in book.cells if c.cell_type == "code"]
@@ -119,3 +138,17 @@ def test_every_toc_notebook_exists_and_every_notebook_is_listed():
     if len(entries) >= len(NOTEBOOKS):  # the book engineer may still be adding entries
         missing = [p.name for p in NOTEBOOKS if p.stem not in listed]
         assert not missing, f"not in _toc.yml: {missing}"
+
+
+def test_times_table_lists_every_notebook_record():
+    table = nbtools.times_table(NOTEBOOKS)
+    lines = table.splitlines()
+    assert lines[0].split()[:2] == ["notebook", "seconds"]
+    assert [line.split()[0] for line in lines[1:]] == [p.name for p in NOTEBOOKS]
+
+
+def test_load_sampler_keeps_the_highest_load_and_stops():
+    with nbtools.LoadSampler(every=0.01) as sampler:
+        pass
+    assert sampler.peak >= 0 and not sampler._thread.is_alive()
+    assert nbtools.busy_limit(2) == 2 + nbtools.BUSY_MARGIN

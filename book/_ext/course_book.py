@@ -132,7 +132,30 @@ def notebook_summary(path: Path) -> dict[str, Any]:
             break
     run = nb.get("metadata", {}).get("vae_course", {})
     return {"title": title, "study": study, "seconds": run.get("seconds"),
-            "device": run.get("device"), "mode": run.get("mode"), "executed": run.get("executed")}
+            "device": run.get("device"), "mode": run.get("mode"), "executed": run.get("executed"),
+            "cpu_model": run.get("cpu_model"), "load_before": (run.get("load_before") or [None])[0],
+            "load_max": run.get("load_max"), "quiet": run.get("quiet")}
+
+
+def run_description(s: dict[str, Any]) -> str:
+    """'45 s on CPU (2 cores, AMD EPYC), load 0.05 before, 2.10 at most, 2026-11-26' from a summary."""
+    text = _human(s["seconds"])
+    if not s["device"]:
+        return text
+    kind, _, name = s["device"].partition(":")
+    # "cuda: Tesla T4" -> "Tesla T4"; "cpu: 2 cores, ..." -> "CPU (2 cores, AMD EPYC)"
+    where = name.strip() if kind == "cuda" and name.strip() else kind.upper()
+    if kind == "cpu" and "cores" in name:
+        details = [name.split(",")[0].strip()] + ([s["cpu_model"]] if s.get("cpu_model") else [])
+        where += f" ({', '.join(details)})"
+    text += f" on {where}"
+    if s.get("load_before") is not None and s.get("load_max") is not None:
+        text += f", load average {s['load_before']:.2f} before, {s['load_max']:.2f} at most"
+    elif s["seconds"] is not None:
+        text += ", machine load not recorded"
+    if s.get("quiet") is False:
+        text += " (busy machine)"
+    return text + (f", {s['executed']}" if s["executed"] else "")
 
 
 def _human(seconds: float | None) -> str:
@@ -150,7 +173,7 @@ class CourseNotebooks(SphinxDirective):
 
     def run(self) -> list[nodes.Node]:
         root = Path(self.env.srcdir)
-        rows = ["| # | notebook | study time (the notebook's estimate) | full run, as committed |",
+        rows = ["| # | notebook | study time (the notebook's estimate) | full run, as recorded by `nbtools.py execute` |",
                 "|---|---|---|---|"]
         total = 0.0
         for path in sorted((root / "notebooks").glob("[0-9][0-9]_*.ipynb")):
@@ -160,14 +183,7 @@ class CourseNotebooks(SphinxDirective):
             if docname not in self.env.found_docs:
                 continue  # not in the table of contents yet
             total += s["seconds"] or 0
-            run = _human(s["seconds"])
-            if s["device"]:
-                kind, _, name = s["device"].partition(":")
-                # "cuda: Tesla T4" -> "Tesla T4"; "cpu: 2 cores, ..." -> "CPU (2 cores)"
-                where = name.strip() if kind == "cuda" and name.strip() else kind.upper()
-                if kind == "cpu" and "cores" in name:
-                    where += f" ({name.split(',')[0].strip()})"
-                run += f" on {where}" + (f", {s['executed']}" if s["executed"] else "")
+            run = run_description(s)
             title = re.sub(r"^\d+\.\s*", "", s["title"]).replace("|", "\\|")
             rows.append(f"| {path.stem[:2].lstrip('0')} | {{doc}}`{title} </{docname}>` | "
                         f"{s['study'] or '—'} | {run} |")

@@ -60,3 +60,23 @@ def test_notebook_summary_reads_title_time_and_run(tmp_path: Path):
     assert (s["title"], s["study"], s["seconds"], s["device"]) == ("3. A title", "about 40 minutes", 125.0,
                                                                    "cuda: Tesla T4")
     assert course_book._human(125.0) == "2 min" and course_book._human(None) == "not recorded yet"
+
+
+def test_run_description_shows_the_machine_and_its_load(tmp_path: Path):
+    nb = toy()
+    nb["metadata"]["vae_course"] = {"seconds": 45.0, "device": "cpu: 2 cores, 2 torch threads",
+                                    "executed": "2026-11-26", "cpu_model": "AMD EPYC", "load_before": [0.05, 0.1, 0.2],
+                                    "load_max": 2.1, "quiet": True}
+    path = tmp_path / "05_x.ipynb"
+    path.write_text(json.dumps(nb))
+    text = course_book.run_description(course_book.notebook_summary(path))
+    assert text == "45 s on CPU (2 cores, AMD EPYC), load average 0.05 before, 2.10 at most, 2026-11-26"
+
+
+def test_run_description_says_when_the_load_was_not_recorded(tmp_path: Path):
+    nb = toy()
+    nb["metadata"]["vae_course"] = {"seconds": 3291.3, "device": "cpu: 2 cores, 2 torch threads",
+                                    "executed": "2026-11-25"}
+    path = tmp_path / "05_x.ipynb"
+    path.write_text(json.dumps(nb))
+    assert "machine load not recorded" in course_book.run_description(course_book.notebook_summary(path))
