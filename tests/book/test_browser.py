@@ -8,6 +8,9 @@ pages) it checks what a reader would notice:
   copies of MathJax and the widget renderer; see scripts/book_assets.sh);
 * the maths is typeset: MathJax output for every formula, no TeX error boxes,
   and no raw ``$$``, ``\\[`` or TeX commands left in the visible text;
+* no raw Markdown or LaTeX anywhere in the visible text, cell outputs included:
+  a ``|---|`` table rule, ``\\(``, ``\\[`` or ``$$`` means a table or a formula
+  was not rendered (``raw_markup``; its unit tests need no build);
 * every image has loaded (``naturalWidth > 0``), output figures included;
 * saved widget views are rendered;
 * on notebook pages, the Colab launch button opens that very ``.ipynb``;
@@ -18,6 +21,7 @@ and it saves a full-page screenshot of each page under ``_build/screenshots/``
 from __future__ import annotations
 
 import re
+from html.parser import HTMLParser
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -54,6 +58,50 @@ PAGES = toc_docnames()
 NOTEBOOK_PAGES = [p for p in PAGES if p.startswith("notebooks/")]
 # TeX that survived into the visible text means MathJax did not typeset it.
 RAW_TEX = re.compile(r"\$\$|\\\[|\\\]|\\(?:begin|end)\{|\\(?:frac|mathbb|mathcal|mathrm|sum|prod|sigma|mu|log|left|right|operatorname)\b")
+
+# Markdown or LaTeX that should have been rendered: a table's rule row, or maths delimiters.
+RAW_MARKUP = re.compile(r"\|\s*:?-{3,}:?\s*\||—\|—|\\\(|\\\)|\\\[|\\\]|\$\$")
+NOT_PROSE = {"pre", "code", "script", "style", "mjx-container"}
+
+
+def raw_markup(text: str) -> list[str]:
+    """The raw table rules and maths delimiters in a page's visible TEXT (empty when all rendered)."""
+    return sorted({m.group(0) for m in RAW_MARKUP.finditer(text)})
+
+
+class _VisibleText(HTMLParser):
+    """The text a reader sees in an HTML page, without code and typeset maths (as VISIBLE_TEXT_WITH_OUTPUTS_JS)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.depth, self.parts = 0, []
+
+    def handle_starttag(self, tag, attrs):
+        if tag in NOT_PROSE:
+            self.depth += 1
+
+    def handle_endtag(self, tag):
+        if tag in NOT_PROSE and self.depth:
+            self.depth -= 1
+
+    def handle_data(self, data):
+        if not self.depth:
+            self.parts.append(data)
+
+
+def visible_text_of_html(html: str) -> str:
+    parser = _VisibleText()
+    parser.feed(html)
+    return "".join(parser.parts)
+
+
+# The same, with cell outputs kept: a Markdown output rendered as CommonMark shows its table as text.
+VISIBLE_TEXT_WITH_OUTPUTS_JS = """() => {
+  const main = document.querySelector('main') || document.body;
+  const clone = main.cloneNode(true);
+  clone.querySelectorAll('pre, code, .highlight, mjx-container, script, style').forEach(e => e.remove());
+  return clone.innerText;
+}"""
 
 VISIBLE_TEXT_JS = """() => {
   // The article's visible text, without code (code may legitimately contain $$ or backslashes).
@@ -129,6 +177,7 @@ def visited(browser, site_url, screenshots_dir):
             "math_rendered": page.locator("mjx-container").count(),
             "math_errors": page.locator("mjx-merror").count(),
             "text": page.evaluate(VISIBLE_TEXT_JS),
+            "text_with_outputs": page.evaluate(VISIBLE_TEXT_WITH_OUTPUTS_JS),
             "images": page.evaluate(IMAGES_JS),
             "widget_views": n_views,
             "widgets_rendered": page.locator(".jupyter-widgets, .widget-view").count(),
@@ -161,6 +210,32 @@ def test_maths_is_typeset(visited, docname):
     assert page["math_errors"] == 0, f"{docname}: {page['math_errors']} TeX errors (red boxes) on the page"
     raw = sorted(set(m.group(0) for m in RAW_TEX.finditer(page["text"])))
     assert not raw, f"{docname}: raw TeX left in the visible text: {raw}"
+
+
+@pytest.mark.parametrize("docname", PAGES)
+def test_no_raw_markdown_or_latex(visited, docname):
+    raw = raw_markup(visited[docname]["text_with_outputs"])
+    assert not raw, (f"{docname}: raw Markdown/LaTeX in the visible text (a table or formula not rendered; "
+                     f"is nb_render_markdown_format 'myst'?): {raw}")
+
+
+BROKEN_PAGE = """<main><h1>Results</h1>
+<div class="cell_output"><div class="output text_markdown"><p>| model | NLL |
+|---|---|
+| conv | 85.71 |</p></div></div>
+<p>The bound is \\(\\log p(x)\\) and $$x^2$$.</p></main>"""
+GOOD_PAGE = """<main><h1>Results</h1><table><tr><th>model</th><th>NLL</th></tr></table>
+<p>The bound is <mjx-container>log p(x)</mjx-container>.</p>
+<pre>print("|---|")  # code may show anything</pre><p>A dash — or two — is prose.</p></main>"""
+
+
+def test_raw_markup_detector_catches_a_broken_page():
+    found = raw_markup(visible_text_of_html(BROKEN_PAGE))
+    assert "|---|" in found and "\\(" in found and "$$" in found, found
+
+
+def test_raw_markup_detector_passes_a_rendered_page():
+    assert raw_markup(visible_text_of_html(GOOD_PAGE)) == []
 
 
 @pytest.mark.parametrize("docname", PAGES)
