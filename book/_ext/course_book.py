@@ -38,6 +38,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import re
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -221,6 +222,7 @@ def prose_numbers_module(root: Path):
     path = root / "scripts" / "prose_numbers.py"
     spec = importlib.util.spec_from_file_location("course_prose_numbers", path)
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while the file runs
     spec.loader.exec_module(module)
     return module
 

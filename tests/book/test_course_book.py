@@ -80,3 +80,8 @@ def test_run_description_says_when_the_load_was_not_recorded(tmp_path: Path):
     path = tmp_path / "05_x.ipynb"
     path.write_text(json.dumps(nb))
     assert "machine load not recorded" in course_book.run_description(course_book.notebook_summary(path))
+
+
+def test_the_book_fills_its_substitutions_from_the_results():
+    values = course_book.prose_numbers_module(ROOT).book_substitutions()
+    assert values["conv_nll"] and all(isinstance(v, str) for v in values.values())
