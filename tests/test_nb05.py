@@ -3,7 +3,8 @@
 * the seed's ``VAE`` class, completed with a decoder, ``reparameterize`` and
   ``forward``, is the package's :class:`vae_course.models.VAE`;
 * the seed's squared error is the Gaussian NLL with sigma^2 = 1/2 minus (D/2) log pi;
-* a fixed sigma is a KL weight: the Gaussian loss times 2 sigma^2 is SSE + 2 sigma^2 KL;
+* a fixed sigma is a KL weight: the Gaussian loss times 2 sigma^2 is SSE + 2 sigma^2 KL
+  (these two are taught in notebook 8, beside beta; notebook 5 points there);
 * the BCE against grayscale targets is bounded below by the pixels' entropy
   (:func:`vae_course.losses.bernoulli_entropy`), with BCE = entropy + KL(Ber || Ber);
 * :func:`vae_course.checks.check_bernoulli_entropy` accepts the right answer,
