@@ -37,11 +37,18 @@ def test_posterior_spread_and_the_table():
     assert torch.allclose(s["kl"], kl_divergence(mu, logvar), atol=1e-5)
     with pytest.raises(ValueError, match="boolean mask"):
         U.posterior_spread(model, x, torch.zeros(4, dtype=torch.bool))
+    # An untrained encoder's means barely move with the input: no active dimension, so all are used.
+    assert mu.var(0).max() < 0.01
+    assert U.uncertainty_table(model, {"clean": x})["clean"]["active_dims"] == 4
+    with torch.no_grad():
+        model.fc21.weight[[0, 2]] *= 100  # make dimensions 0 and 2 follow the input
+    mu, _ = model.encode(x)
+    active = mu.detach().var(0) > 0.01  # active on the first (clean) set
+    assert active.tolist() == [True, False, True, False]
     table = U.uncertainty_table(model, {"clean": x, "dark": x * 0})
     assert set(table) == {"clean", "dark"}
     assert set(table["clean"]) == {"active_dims", "std", "std_se", "kl", "kl_se", "neg_elbo", "neg_elbo_se"}
-    active = mu.var(0) > 0.01  # active on the first (clean) set
-    assert table["clean"]["active_dims"] == int(active.sum()) > 0
+    assert table["clean"]["active_dims"] == 2
     for name, images in (("clean", x), ("dark", x * 0)):
         expected = U.posterior_spread(model, images, active)
         assert table[name]["std"] == pytest.approx(expected["std"].double().mean().item(), rel=1e-5)
