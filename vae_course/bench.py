@@ -229,6 +229,11 @@ def _ratios(methods: dict[str, dict[str, Any]]) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------- the parent: the run
+def _call_description(settings: BenchSettings, repeats: int) -> str:
+    arguments = ", ".join(f"{k}={v!r}" for k, v in asdict(settings).items())
+    return f"vae_course.bench.run_bench({arguments}, repeats={repeats})"
+
+
 def run_bench(epochs: int = 3, repeats: int = 3, device: str = "auto", threads: int | None = None,
               batch_size: int = 128, lr: float = 1e-3, seed: int = 1, limit_train: int | None = None,
               limit_test: int | None = None, compile: bool = False, profile_steps: int = 0,
@@ -282,7 +287,7 @@ def run_bench(epochs: int = 3, repeats: int = 3, device: str = "auto", threads: 
     first = runs[USUAL][0]
     result = {
         "kind": "bench",
-        "command": command or f"vae_course.bench.run_bench({', '.join(f'{k}={v!r}' for k, v in asdict(settings).items())}, repeats={repeats})",
+        "command": command or _call_description(settings, repeats),
         **provenance.collect(),
         "device": first["device"],
         "device_type": dev.type,
@@ -336,7 +341,8 @@ def run_profile(settings: BenchSettings, steps: int, methods: dict[str, dict[str
 # ---------------------------------------------------------------- the table
 def _profile_lines(profile: dict[str, Any], top: int = 8) -> list[str]:
     gap = profile["gap"]
-    lines = ["", f"GEMM floor (the step's 14 matrix multiplies alone): {gap['gemm_floor_seconds_per_epoch']:.2f} s/epoch "
+    lines = ["", "GEMM floor (the step's 14 matrix multiplies alone): "
+                 f"{gap['gemm_floor_seconds_per_epoch']:.2f} s/epoch "
                  f"({profile['gemm_floor']['gflop_per_epoch']:.0f} GFLOP); package {gap['package_over_floor']:.2f}x "
                  f"the floor, usual recipe {gap['usual_over_floor']:.2f}x"]
     for side in SIDES:
