@@ -7,9 +7,14 @@ Usage (after ``train`` and ``evaluate --json > eval.json``)::
 
 The file keeps the evaluation as ``evaluate --json`` printed it and adds the
 training command, the git commit, the CPU, the per-epoch seconds and test ELBO
-from the run's ``metrics.json``, so the results page and notebook 6 can show
-every number with its provenance. Nothing here is typed by hand but the
-commands and the optional ``--note``.
+from the run's checkpoint (read with :func:`vae_course.checkpoint.load_checkpoint`,
+which verifies it), so the results page and notebook 6 can show every number
+with its provenance (:mod:`vae_course.provenance`). Nothing here is typed by
+hand but the commands and the optional ``--note``.
+
+Checkpoint fields read (until the checkpoint module offers accessors):
+``history`` (per epoch: ``epoch``, ``lr``, ``seconds``, ``test_elbo``) and
+``train_config`` (``lr``, ``lr_schedule``, ``beta``, ``batch_size``).
 """
 from __future__ import annotations
 
@@ -18,7 +23,8 @@ import json
 import os
 from pathlib import Path
 
-from vae_course.bench import _cpu_model, _git_commit  # the benchmark's own provenance helpers
+from vae_course.checkpoint import load_checkpoint
+from vae_course.provenance import cpu_model, git_commit
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -39,10 +45,11 @@ def _rates(history: list[dict], config: dict) -> str:
 
 
 def record(run: Path, evaluation: dict, train_command: str, note: str | None) -> dict:
-    metrics = json.loads((run / "metrics.json").read_text())
-    history = metrics["history"]
-    config = metrics["config"]
-    commit, dirty = _git_commit()
+    """The evaluation plus the run's provenance, as written to ``--out``."""
+    state = load_checkpoint(run / "checkpoint.pt")
+    history = state["history"]
+    config = state["train_config"]
+    commit, dirty = git_commit()
     result = dict(evaluation)
     result.update({
         "architecture": "ConvVAE (2 conv + 256 hidden)" if evaluation["model"] == "conv-vae" else evaluation["model"],
@@ -53,7 +60,7 @@ def record(run: Path, evaluation: dict, train_command: str, note: str | None) ->
         "command": f"{train_command}; {evaluation['command']}",
         "commit": commit,
         "dirty": dirty,
-        "machine": f"{_cpu_model()}, {os.cpu_count()} cores",
+        "machine": f"{cpu_model()}, {os.cpu_count()} cores",
         "seconds_per_epoch": [round(h["seconds"], 1) for h in history],
         "test_elbo_per_epoch_full_test_set": [round(h["test_elbo"], 3) for h in history],
     })
@@ -64,7 +71,7 @@ def record(run: Path, evaluation: dict, train_command: str, note: str | None) ->
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--run", type=Path, required=True, help="the run's --out folder (with metrics.json)")
+    parser.add_argument("--run", type=Path, required=True, help="the run's --out folder (with checkpoint.pt)")
     parser.add_argument("--eval", type=Path, required=True, help="what `evaluate --json` printed")
     parser.add_argument("--train-command", required=True, help="the train command(s), as run")
     parser.add_argument("--note", default=None, help="anything a reader must know (e.g. the machine was shared)")
