@@ -75,9 +75,15 @@ def main() -> None:
     parser.add_argument("--eval", type=Path, required=True, help="what `evaluate --json` printed")
     parser.add_argument("--train-command", required=True, help="the train command(s), as run")
     parser.add_argument("--note", default=None, help="anything a reader must know (e.g. the machine was shared)")
+    parser.add_argument("--decisions", required=True,
+                        help="how every setting and the stopping point were decided, in a sentence")
+    parser.add_argument("--decided-on-test", choices=("yes", "no"), required=True,
+                        help="did any decision look at the test set? (the results page says so)")
     parser.add_argument("--out", type=Path, default=ROOT / "results" / "conv_vae_long.json")
     args = parser.parse_args()
     result = record(args.run, json.loads(args.eval.read_text()), args.train_command, args.note)
+    result["decisions"] = args.decisions
+    result["decided_on_test"] = args.decided_on_test == "yes"
     args.out.write_text(json.dumps(result, indent=1) + "\n")
     print(f"Wrote {args.out}: {result['epochs']} epochs, IWAE NLL {result['iwae_nll']:.2f} "
           f"± {result['iwae_nll_stderr']:.2f} on {result['n_test']} test images ({result['test_images']})")

@@ -1,6 +1,8 @@
 """Choosing where to compute: a CUDA GPU, an Apple-silicon GPU (MPS), or the CPU."""
 from __future__ import annotations
 
+import os
+
 import torch
 
 DEVICE_CHOICES = ("auto", "cpu", "cuda", "mps")
@@ -31,7 +33,26 @@ def get_device(preference: str = "auto") -> torch.device:
         )
     if pref == "mps" and not mps_ok:
         raise ValueError("device: MPS was requested but this machine has no Apple-silicon GPU; use --device cpu.")
-    return torch.device(f"cuda:{index}" if index is not None else pref)
+    device = torch.device(f"cuda:{index}" if index is not None else pref)
+    if device.type == "cuda":
+        _cap_gpu_memory(device)
+    return device
+
+
+def _cap_gpu_memory(device: torch.device) -> None:
+    """Honour ``VAE_COURSE_GPU_MEMORY_FRACTION`` (0 < f <= 1): let this process use at most
+    that fraction of the GPU's memory, e.g. 0.107 of an H200's 139 GiB to stay within a
+    free Colab T4's 15 GiB when preparing numbers for a T4 on a bigger GPU."""
+    text = os.environ.get("VAE_COURSE_GPU_MEMORY_FRACTION")
+    if not text:
+        return
+    try:
+        fraction = float(text)
+    except ValueError:
+        fraction = -1.0
+    if not 0 < fraction <= 1:
+        raise ValueError(f"VAE_COURSE_GPU_MEMORY_FRACTION: must be a number in (0, 1], got {text!r}")
+    torch.cuda.set_per_process_memory_fraction(fraction, device)
 
 
 def device_name(device: torch.device | str) -> str:
