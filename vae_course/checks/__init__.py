@@ -32,6 +32,7 @@ from .nb06 import check_conv_output_size, check_iwae
 from .nb07 import check_aggregate_posterior, check_slerp
 from .nb08 import check_active_units, check_free_bits
 from .nb09 import check_auroc, check_bits_per_dim
+from .train_step import check_train_step
 
 # Attributes the single-module ``checks.py`` had only because it imported them; kept so
 # that nothing importing them from here breaks. Not part of the API (see ``__all__``).
@@ -51,6 +52,7 @@ __all__ = [
     "check_reparameterize", "check_score_function",                   # notebook 3
     "check_kl", "check_gaussian_kl", "check_vae_loss",                # notebook 4
     "check_gaussian_nll", "check_bernoulli_nll", "check_bernoulli_entropy",  # notebook 5
+    "check_train_step",                                               # notebook 5's capstone
     "check_conv_output_size", "check_iwae",                           # notebook 6
     "check_slerp", "check_aggregate_posterior",                       # notebook 7
     "check_active_units", "check_free_bits",                          # notebook 8
