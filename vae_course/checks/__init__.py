@@ -16,8 +16,9 @@ use them too.
 
 Where things live: :mod:`.engine` (``run_check``, ``Variant``: comparing and
 recognising mistakes), :mod:`.cases` (inputs shared by several notebooks),
-``nb01`` ... ``nb09`` (the checks of each notebook) and :mod:`.train_step`
-(notebook 5's capstone). Everything public is re-exported here, so
+``nb01`` ... ``nb09`` (the checks of each notebook), :mod:`.train_step`
+(notebook 5's capstone) and :mod:`.explore` (``reveal``: a self-assessment for
+open exercises, the expected observation folded). Everything public is re-exported here, so
 ``from vae_course.checks import check_kl`` and ``checks.check_kl(...)`` both work.
 """
 from __future__ import annotations
@@ -32,6 +33,7 @@ from .nb06 import check_conv_output_size, check_iwae
 from .nb07 import check_aggregate_posterior, check_slerp
 from .nb08 import check_active_units, check_free_bits
 from .nb09 import check_auroc, check_bits_per_dim
+from .explore import reveal
 from .train_step import check_train_step
 
 # Attributes the single-module ``checks.py`` had only because it imported them; kept so
@@ -57,4 +59,5 @@ __all__ = [
     "check_slerp", "check_aggregate_posterior",                       # notebook 7
     "check_active_units", "check_free_bits",                          # notebook 8
     "check_auroc", "check_bits_per_dim",                              # notebook 9
+    "reveal",                                                         # explore exercises
 ]
