@@ -19,7 +19,8 @@ import torch
 import vae_course.checks as checks
 from vae_course.checks import engine
 
-MODULES = {m.name: importlib.import_module(f"{checks.__name__}.{m.name}") for m in pkgutil.iter_modules(checks.__path__)}
+MODULES = {m.name: importlib.import_module(f"{checks.__name__}.{m.name}")
+           for m in pkgutil.iter_modules(checks.__path__)}
 CHECKS = sorted(name for name, fn in inspect.getmembers(checks, inspect.isfunction)
                 if name.startswith("check_") and fn.__module__.startswith(checks.__name__ + "."))
 

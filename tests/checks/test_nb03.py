@@ -14,7 +14,8 @@ def test_check_reparameterize_accepts_randn_like_noise(capsys):
 
     assert checks.check_reparameterize(mine) is True
     assert_recognised(capsys, checks.check_reparameterize,
-                      lambda mu, lv: mu + torch.exp(lv) * torch.randn_like(mu), "variance instead of standard deviation")
+                      lambda mu, lv: mu + torch.exp(lv) * torch.randn_like(mu),
+                      "variance instead of standard deviation")
 
 
 def test_check_score_function():

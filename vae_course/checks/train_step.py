@@ -160,7 +160,8 @@ def capstone_data() -> DataSplits:
 def training_batches(data: DataSplits, epochs: int = EPOCHS) -> list[Tensor]:
     """Every batch of the budget, in the fixed order: ``(B, 1, 28, 28)`` tensors."""
     order = torch.Generator().manual_seed(ORDER_SEED)
-    return [x for _ in range(epochs) for x, _ in tensor_batches(data.train_x, data.train_y, BATCH_SIZE, generator=order)]
+    return [x for _ in range(epochs)
+            for x, _ in tensor_batches(data.train_x, data.train_y, BATCH_SIZE, generator=order)]
 
 
 def fresh_model() -> tuple[VAE, torch.optim.Optimizer]:
@@ -274,7 +275,8 @@ def _train_and_judge(fn: StepFn) -> bool:
     # At step 1 the weights and the batch are the reference's, so only the noise can differ.
     if abs(probe[0] - expected[0]) > 0.01 * abs(expected[0]):
         print(f"❌ {TITLE}: {result} (target {TARGET_LOSS:.2f}, reached), but at step 1 your function returned "
-              f"{probe[0].item():.6g} where the batch-mean loss is {expected[0].item():.6g}. {diagnose(probe, batches)}")
+              f"{probe[0].item():.6g} where the batch-mean loss is {expected[0].item():.6g}. "
+              f"{diagnose(probe, batches)}")
         return False
     print(f"✅ {TITLE}: {result}, within the target {TARGET_LOSS:.2f} (the reference step reaches "
           f"{REFERENCE_TEST_LOSS:.2f}).")
