@@ -6,7 +6,6 @@ import pytest
 import torch
 
 from vae_course import applications as A
-from vae_course import checks
 from vae_course.evaluate import per_example_terms
 from vae_course.models import CVAE, VAE
 
@@ -148,24 +147,6 @@ def test_cvae_can_feed_an_augmentation():
     y = torch.arange(10)
     imgs = cvae.sample(10, y=y, generator=torch.Generator().manual_seed(0))
     assert imgs.shape == (10, 1, 28, 28) and imgs.min() >= 0 and imgs.max() <= 1
-
-
-def test_check_auroc_paths(capsys):
-    assert checks.check_auroc(lambda a, b: None) is None
-    assert checks.check_auroc(A.auroc) is True
-    assert checks.check_auroc(lambda a, b: 1 - A.auroc(a, b)) is False
-    assert "higher" in capsys.readouterr().out
-    strict = lambda a, b: float((b[:, None] > a[None, :]).double().mean())  # noqa: E731
-    assert checks.check_auroc(strict) is False
-    assert "ties" in capsys.readouterr().out
-
-
-def test_check_bits_per_dim_paths(capsys):
-    assert checks.check_bits_per_dim(lambda nll: None) is None
-    assert checks.check_bits_per_dim(lambda nll: nll / (784 * math.log(2))) is True
-    assert checks.check_bits_per_dim(lambda nll: nll / 784) is False
-    assert "ln 2" in capsys.readouterr().out
-    assert checks.check_bits_per_dim(lambda nll: nll / math.log(2)) is False
 
 
 def test_impute_keeps_observed_pixels_and_fills_the_rest():

@@ -109,15 +109,6 @@ def test_errors():
         est.pathwise_estimates(lambda z: (z > 0).double(), 0.0, 1.0, 10)
 
 
-def test_check_score_function():
-    from vae_course.checks import check_score_function
-
-    assert check_score_function(None) is None
-    assert check_score_function(lambda f, z, mu, sigma: est.score_function_terms(f, z, mu, sigma)) is True
-    assert check_score_function(lambda f, z, mu, sigma: f(z) * (z - mu) / sigma) is False
-    assert check_score_function(lambda f, z, mu, sigma: (z - mu) / sigma**2) is False
-
-
 # The closed-form variances notebook 3 quotes (mu = 0.5 or 0, sigma = 1).
 def test_variance_formulas_square():
     mu = 0.5

@@ -7,8 +7,7 @@
   (these two are taught in notebook 8, beside beta; notebook 5 points there);
 * the BCE against grayscale targets is bounded below by the pixels' entropy
   (:func:`vae_course.losses.bernoulli_entropy`), with BCE = entropy + KL(Ber || Ber);
-* :func:`vae_course.checks.check_bernoulli_entropy` accepts the right answer,
-  recognises the usual mistakes and never raises on a stub.
+* (the exercise check, ``check_bernoulli_entropy``, is tested in tests/checks/test_nb05.py).
 """
 from __future__ import annotations
 
@@ -21,7 +20,7 @@ from hypothesis import strategies as st
 from torch import nn
 from torch.distributions import Bernoulli, Normal, kl_divergence as torch_kl
 
-from vae_course import checks, losses, models
+from vae_course import losses, models
 
 
 # ------------------------------------------------------- the seed's VAE, completed
@@ -145,35 +144,3 @@ def test_bernoulli_entropy_rejects_bad_input():
     with pytest.raises(TypeError):
         losses.bernoulli_entropy([[0.5]])
 
-
-# ------------------------------------------------------------ the exercise check
-def test_check_bernoulli_entropy_paths(capsys):
-    assert checks.check_bernoulli_entropy(None) is None
-    assert checks.check_bernoulli_entropy(lambda x: None) is None
-    assert "not attempted" in capsys.readouterr().out
-    assert checks.check_bernoulli_entropy(losses.bernoulli_entropy) is True
-    assert "✅" in capsys.readouterr().out
-
-
-@pytest.mark.parametrize(
-    "wrong, hint",
-    [
-        (lambda x: -(x * torch.log(x) + (1 - x) * torch.log(1 - x)).flatten(1).sum(1), "0 log 0"),
-        (lambda x: losses.bernoulli_entropy(x) / 784, "mean over pixels"),
-        (lambda x: losses.bernoulli_entropy(x) / math.log(2), "bits instead of nats"),
-        (lambda x: -losses.bernoulli_entropy(x), "sign error"),
-        (lambda x: -torch.xlogy(x, x).flatten(1).sum(1), "only the p log p term"),
-        (lambda x: losses.bernoulli_entropy(x).sum(), "summed over the batch"),
-    ],
-)
-def test_check_bernoulli_entropy_recognises_mistakes(wrong, hint, capsys):
-    assert checks.check_bernoulli_entropy(wrong) is False
-    assert hint in capsys.readouterr().out
-
-
-def test_check_bernoulli_entropy_survives_a_crash(capsys):
-    def broken(x):
-        raise RuntimeError("oops")
-
-    assert checks.check_bernoulli_entropy(broken) is False
-    assert "raised RuntimeError" in capsys.readouterr().out

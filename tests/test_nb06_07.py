@@ -1,5 +1,5 @@
 """Tests for what notebooks 6 and 7 added to the package: convolution output
-sizes, the aggregate posterior's density, the slerp / conv / q(z) checks, the
+sizes, the aggregate posterior's density, the
 interactive latent explorer, and the committed long-run results file."""
 import io
 import json
@@ -15,7 +15,7 @@ from PIL import Image
 from torch import nn
 from torch.distributions import Categorical, Independent, MixtureSameFamily, Normal
 
-from vae_course import checks, losses, plots
+from vae_course import losses, plots
 from vae_course.models import VAE, ConvVAE, CVAE, conv2d_output_size, conv_transpose2d_output_size
 from vae_course.widgets import LatentExplorer, latent_explorer
 
@@ -96,36 +96,6 @@ def test_aggregate_posterior_rejects_bad_shapes():
         losses.aggregate_posterior_log_density(torch.zeros(4, 3), torch.zeros(5, 2), torch.zeros(5, 2))
     with pytest.raises(ValueError):
         losses.aggregate_posterior_log_density(torch.zeros(4, 2), torch.zeros(5, 2), torch.zeros(5, 3))
-
-
-# ------------------------------------------------------------------ the checks
-def test_check_conv_output_size(capsys):
-    assert checks.check_conv_output_size(None) is None
-    assert "not attempted" in capsys.readouterr().out
-    assert checks.check_conv_output_size(lambda n, k, s, p: (n + 2 * p - k) // s + 1) is True
-    assert checks.check_conv_output_size(lambda n, k, s, p: (n + 2 * p - k) / s + 1) is False
-    assert "round the division down" in capsys.readouterr().out
-    assert checks.check_conv_output_size(lambda n, k, s, p: (n + 2 * p - k) // s) is False
-    assert "+ 1" in capsys.readouterr().out
-
-
-def test_check_slerp(capsys):
-    assert checks.check_slerp(None) is None
-    assert checks.check_slerp(plots.slerp) is True
-    assert checks.check_slerp(lambda z0, z1, t: torch.lerp(z0, z1, t[:, None])) is False
-    assert "lerp" in capsys.readouterr().out
-    assert checks.check_slerp(lambda z0, z1, t: plots.slerp(z1, z0, t)) is False
-    assert "t = 0" in capsys.readouterr().out
-
-
-def test_check_aggregate_posterior(capsys):
-    ref = losses.aggregate_posterior_log_density
-    assert checks.check_aggregate_posterior(None) is None
-    assert checks.check_aggregate_posterior(ref) is True
-    assert checks.check_aggregate_posterior(lambda z, m, lv: ref(z, m, lv) + math.log(len(m))) is False
-    assert "log N" in capsys.readouterr().out
-    assert checks.check_aggregate_posterior(lambda z, m, lv: ref(z, m, lv / 2)) is False
-    assert "variance" in capsys.readouterr().out
 
 
 def test_slerp_keeps_the_norm_of_equal_norm_codes():
