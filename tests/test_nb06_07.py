@@ -4,6 +4,7 @@ interactive latent explorer, and the committed long-run results file."""
 import io
 import json
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -197,3 +198,58 @@ def test_committed_long_run_result_is_complete():
     assert result["iw_samples"] == 5000
     # The importance-weighted estimate is a tighter bound than the ELBO.
     assert result["iwae_nll"] <= -result["test_elbo"] + 3 * result["iwae_nll_stderr"]
+
+
+# ------------------------------------------------------------------ notebook 6
+NB6 = ROOT / "notebooks" / "06_gpu_vae.ipynb"
+
+
+def _nb6():
+    import nbformat
+
+    return nbformat.read(NB6, as_version=4)
+
+
+def test_notebook6_asks_colab_for_a_t4_gpu():
+    meta = _nb6().metadata
+    assert meta.get("accelerator") == "GPU"
+    assert meta.get("colab", {}).get("gpuType") == "T4"
+
+
+def test_notebook6_table_is_markdown_built_in_a_folded_cell():
+    import ast
+
+    cells = [c for c in _nb6().cells if c.cell_type == "code" and "display(Markdown(" in c.source]
+    assert len(cells) == 1, "notebook 6 should build exactly one Markdown table"
+    cell = cells[0]
+    assert "hide-input" in cell.metadata.get("tags", []), "the table-building code must be folded (tag hide-input)"
+    # Run the cell's own table function on a small table and read the result back.
+    tree = ast.parse(cell.source)
+    func = next(n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "markdown_table")
+    namespace: dict = {}
+    exec(compile(ast.Module(body=[func], type_ignores=[]), "nb6", "exec"), namespace)
+    text = namespace["markdown_table"](["a", "b", "c"], [[1, "x", 2.5], ["p", "q", "r"]])
+    lines = text.splitlines()
+    assert lines[0] == "| a | b | c |"
+    assert re.fullmatch(r"\|(---\|){3}", lines[1])
+    assert all(line.startswith("| ") and line.endswith(" |") and line.count(" | ") == 2 for line in lines[2:])
+    assert len(lines) == 4
+
+
+def test_notebook6_measures_the_shipped_model_and_labels_its_live_run():
+    code = [c.source for c in _nb6().cells if c.cell_type == "code"]
+    first = lambda text: next(i for i, src in enumerate(code) if text in src)
+    assert "A short live run:" in code[first("Trainer(config")]
+    shipped = first('pretrained("conv-vae-long")')
+    assert first("iwae_nll(conv, iw_x") == shipped, "the live estimate must use the shipped model"
+    assert first('load_result("conv_vae_long")') > shipped
+    assert first("conv.sample(") > shipped and "conv_live.sample(" not in "\n".join(code)
+
+
+def test_long_run_record_says_no_decision_looked_at_the_test_set():
+    candidates = [ROOT / "vae_course" / "results" / "conv_vae_long.json", ROOT / "results" / "conv_vae_long.json"]
+    path = next((p for p in candidates if p.exists()), None)
+    assert path is not None, "the long run's results JSON is not committed"
+    result = json.loads(path.read_text())
+    assert "decisions" in result, f"{path.name} has no decision record"
+    assert result["decided_on_test"] is False, f"{path.name}: a decision of the long run looked at the test set"
