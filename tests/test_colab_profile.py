@@ -27,6 +27,7 @@ from pathlib import Path
 import pytest
 
 from course_testing import ROOT
+from wheel_build import build_wheel
 
 COLAB = ROOT / "constraints" / "colab-2026-08.txt"
 WATCHED = ("torch", "torchvision", "numpy", "matplotlib", "ipywidgets", "tqdm")
@@ -78,22 +79,7 @@ def colab_pip() -> Path:
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory) -> Path:
     """The package's wheel, built from a copy of the sources (the checkout stays clean)."""
-    src = tmp_path_factory.mktemp("src")
-    for name in ("pyproject.toml", "README.md", "LICENSE"):
-        shutil.copy(ROOT / name, src / name)
-    shutil.copytree(ROOT / "vae_course", src / "vae_course",
-                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-    out = tmp_path_factory.mktemp("wheel")
-    try:
-        import setuptools  # noqa: F401  (build with the venv's own, offline)
-        isolation = ["--no-build-isolation"]
-    except ImportError:
-        isolation = []
-    proc = subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", *isolation,
-                           str(src), "-w", str(out)], capture_output=True, text=True, timeout=TIMEOUT)
-    assert proc.returncode == 0, proc.stderr
-    (found,) = out.glob("vae_course-*.whl")
-    return found
+    return build_wheel(tmp_path_factory.mktemp("build"))
 
 
 def resolve(pip_python: Path, requirement: str, report: Path, *constraints: str) -> subprocess.CompletedProcess:
