@@ -11,19 +11,26 @@ For every ``NN_*.ipynb`` in SRC it writes DST/NN_*.ipynb with
   "⏳ not attempted yet" instead of failing;
 * all outputs and execution counts cleared, and the record of the teacher's run
   (``metadata.vae_course``, saved widget state) dropped, so the students' copy
-  shows only what *they* run.
+  shows only what *they* run (no check shows ✅ before the learner writes anything);
+* the test runner's ``# NBVAL_...`` marker lines removed from the code.
+
+The student version is committed under ``student/`` (the Colab badges open it
+there) and tests/book/test_student.py checks that it is what this script writes.
 
 Run it from anywhere; it exits non-zero if SRC holds no notebook.
 """
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from pathlib import Path
 
 import nbformat
 
 SOLUTION_TAG = "solution"
+# A line that only instructs nbval (``# NBVAL_CHECK_OUTPUT``): noise to a learner.
+NBVAL_MARKER = re.compile(r"^[ \t]*# ?NBVAL_[A-Z_]+[ \t]*(\n|$)", re.MULTILINE)
 SOLUTION_TITLE = "# @title solution"
 
 
@@ -43,6 +50,7 @@ def student_notebook(nb: nbformat.NotebookNode) -> tuple[nbformat.NotebookNode, 
         if cell.cell_type == "code":
             cell.outputs = []
             cell.execution_count = None
+            cell.source = NBVAL_MARKER.sub("", cell.source)
         cell.metadata.pop("execution", None)
     nb.cells = kept
     nb.metadata.pop("vae_course", None)

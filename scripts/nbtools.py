@@ -1,6 +1,7 @@
 """Notebook maintenance: Colab headers, freshness hashes, and full re-execution.
 
     python scripts/nbtools.py headers            # rewrite every notebook's badge + setup cell
+    python scripts/nbtools.py links              # links to book pages -> the published URLs
     python scripts/nbtools.py execute [NB ...]   # re-execute in full mode, record the hash and the machine
     python scripts/nbtools.py execute --force NB # also overwrite outputs made on a GPU
     python scripts/nbtools.py execute --allow-busy NB  # run on a busy machine (recorded as not quiet)
@@ -29,6 +30,7 @@ import argparse
 import datetime as dt
 import hashlib
 import os
+import re
 import sys
 import threading
 import time
@@ -62,9 +64,49 @@ def colab_url(nb_path: Path) -> str:
     return f"https://colab.research.google.com/github/{url.split('github.com/')[1]}/blob/{branch}/{rel}"
 
 
+def student_path(nb_path: Path) -> Path:
+    """Where the student version of a course notebook lives (``student/NN_*.ipynb``,
+    written by ``make student``); other notebooks (book/results.ipynb) are their own."""
+    name = Path(nb_path).name
+    if re.fullmatch(r"\d\d_.*\.ipynb", name) and Path(nb_path).resolve().parent.name in ("notebooks", "student"):
+        return ROOT / "student" / name
+    return Path(nb_path).resolve()
+
+
 def badge_source(nb_path: Path) -> str:
-    return (f"[![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)]({colab_url(nb_path)})"
-            "  \n*Running in Colab? For the GPU notebooks choose Runtime → Change runtime type → T4 GPU.*")
+    """The badge cell: it opens the *student* version (no solutions) in Colab."""
+    student = student_path(nb_path)
+    badge = f"[![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)]({colab_url(student)})"
+    if student == Path(nb_path).resolve() and student.parent.name != "student":
+        return badge + "  \n*Running in Colab? For the GPU notebooks choose Runtime → Change runtime type → T4 GPU.*"
+    solutions = colab_url(ROOT / "notebooks" / Path(nb_path).name)
+    return (badge + "  \n*The badge opens the exercises without their solutions; the [version with solutions]"
+            f"({solutions}) is the one in the book. Running in Colab? For the GPU notebooks choose "
+            "Runtime → Change runtime type → T4 GPU.*")
+
+
+def book_url(page: str = "") -> str:
+    """The published book's address of a page (``book/next_steps``), from ``_config.yml``'s
+    repository: ``https://ORG.github.io/REPO/PAGE.html`` (GitHub Pages)."""
+    url, _ = repo_settings()
+    org, repo = url.split("github.com/")[1].split("/")[:2]
+    base = f"https://{org}.github.io/{repo}/"
+    return base + (f"{page}.html" if page else "")
+
+
+# A relative link to a page of the book: (../book/next_steps.md#anchor), (05_full_vae.ipynb)
+_RELATIVE_PAGE = re.compile(r"\]\((?:\.\./|\./)?(?P<dir>book/|notebooks/)?(?P<page>[\w.-]+?)\.(?:md|ipynb)"
+                            r"(?P<anchor>#[\w-]+)?\)")
+
+
+def absolute_links(source: str) -> str:
+    """Markdown with relative links to book pages replaced by the published pages' URLs,
+    so they work on GitHub and in Colab (where ``../book/x.md`` leads nowhere)."""
+    def repl(m: re.Match) -> str:
+        folder = m.group("dir") or ("notebooks/" if re.match(r"\d\d_", m.group("page")) else "book/")
+        return f"]({book_url(folder + m.group('page'))}{m.group('anchor') or ''})"
+
+    return _RELATIVE_PAGE.sub(repl, source)
 
 
 def setup_source() -> str:
@@ -247,6 +289,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("headers", help="rewrite the Colab badge and setup cell of every notebook")
+    sub.add_parser("links", help="make links to book pages absolute (they must work on GitHub and in Colab)")
     ex = sub.add_parser("execute", help="re-execute notebooks in full mode and record their hash")
     ex.add_argument("notebooks", nargs="*")
     ex.add_argument("--force", action="store_true", help="overwrite outputs that were made on a GPU")
@@ -261,6 +304,16 @@ def main(argv: list[str] | None = None) -> int:
             if sync_headers(nb, path):
                 nbformat.write(nb, path)
                 print(f"updated {path.name}")
+    elif args.command == "links":
+        for path in notebook_paths() + [ROOT / "book" / "results.ipynb"]:
+            nb = nbformat.read(path, as_version=4)
+            changed = False
+            for cell in nb.cells:
+                if cell.cell_type == "markdown" and absolute_links(cell.source) != cell.source:
+                    cell.source, changed = absolute_links(cell.source), True
+            if changed:
+                nbformat.write(nb, path)
+                print(f"absolute links in {path.name}")
     elif args.command == "execute":
         for path in notebook_paths(args.notebooks):
             print(f"executing {path.name} (full mode) ...", flush=True)

@@ -194,3 +194,39 @@ def test_no_data_and_no_network_is_a_clear_error_within_seconds(tmp_path, monkey
         load_data("mnist")
     assert "MNIST/raw" in str(info.value)
     assert "Traceback" not in str(info.value)
+    message = str(info.value)
+    assert "\n" not in message, message
+    if source == "":  # a download was tried: torchvision's reason (on the lines after its
+        # "Error downloading ...:") is kept, on the one line
+        assert "got:" in message and "network access" in message, message
+
+
+def _flip_byte(path: Path, offset: int) -> None:
+    data = bytearray(path.read_bytes())
+    data[offset] ^= 0x01
+    path.write_bytes(bytes(data))
+
+
+def test_a_flipped_byte_in_an_extracted_file_is_detected_and_repaired(tmp_path, monkeypatch):
+    monkeypatch.setenv("VAE_COURSE_CACHE", str(tmp_path / "cache"))
+    first = load_data("mnist", limit_train=20, limit_test=10)
+    raw = tmp_path / "cache" / "data" / "MNIST" / "raw"
+    assert (raw / vdata.STAMP).is_file(), "extracted files must be stamped with their checksums"
+    _flip_byte(raw / "train-labels-idx1-ubyte", 8)  # the first label: 5 -> 4
+    _flip_byte(raw / "train-images-idx3-ubyte", 16 + 28 * 14 + 14)  # a pixel of the first image
+    again = load_data("mnist", limit_train=20, limit_test=10)
+    assert torch.equal(again.train_y, first.train_y) and again.train_y[0] == 5
+    assert torch.equal(again.train_x, first.train_x)
+
+
+def test_a_damaged_cache_without_a_source_is_a_clear_error(tmp_path, monkeypatch):
+    monkeypatch.setenv("VAE_COURSE_CACHE", str(tmp_path / "cache"))
+    load_data("mnist", limit_train=10, limit_test=10)
+    raw = tmp_path / "cache" / "data" / "MNIST" / "raw"
+    _flip_byte(raw / "t10k-labels-idx1-ubyte", 8)
+    _flip_byte(raw / "t10k-labels-idx1-ubyte.gz", 100)
+    monkeypatch.setenv("VAE_COURSE_DATA", "")
+    with pytest.raises(DataNotFoundError, match="VAE_COURSE_DATA") as info:
+        load_data("mnist", limit_train=10, limit_test=10)
+    assert "t10k-labels-idx1-ubyte" in str(info.value), "the message names the file it could not get"
+    assert not (raw / "t10k-labels-idx1-ubyte").exists(), "the damaged file must not stay trusted"

@@ -18,6 +18,8 @@ Pixels can be used three ways (``binarize=``):
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import shutil
 import socket
 import tempfile
@@ -106,20 +108,83 @@ def _network_timeout(seconds: float):
         socket.setdefaulttimeout(old)
 
 
+STAMP = ".extracted.json"  # sizes and MD5s of the extracted files, written right after extraction
+
+
+def _one_line(err: BaseException) -> str:
+    """An exception's whole message on one line: torchvision puts the cause of a failed
+    download ("Tried <mirror>, got: <urlopen error ...>") on the lines after the first."""
+    text = " ".join(str(err).split())
+    return text or type(err).__name__
+
+
+def _md5(path: Path) -> str:
+    h = hashlib.md5()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _extracted_files(name: str, raw_dir: Path) -> list[Path]:
+    """The uncompressed files torchvision reads (``train-images-idx3-ubyte``, ...)."""
+    return [raw_dir / Path(filename).stem for filename, _ in DATASETS[name].resources]
+
+
+def _distrust_damaged_extracts(name: str, raw_dir: Path) -> None:
+    """Delete extracted files that do not match the stamp written when they were extracted
+    (or that have no stamp), so torchvision extracts them again from the verified archives.
+
+    torchvision trusts any extracted file that exists; a flipped byte in one would
+    silently change the data. Archives are checked separately (MD5, ``_copy_verified``).
+    """
+    stamp_path = raw_dir / STAMP
+    try:
+        stamp = json.loads(stamp_path.read_text())
+    except (OSError, ValueError):
+        stamp = {}
+    for path in _extracted_files(name, raw_dir):
+        if not path.exists():
+            continue
+        want = stamp.get(path.name)
+        if want is None or path.stat().st_size != want["size"] or _md5(path) != want["md5"]:
+            path.unlink()
+            stamp_path.unlink(missing_ok=True)
+
+
+def _stamp_extracts(name: str, raw_dir: Path) -> None:
+    """Record the size and MD5 of freshly extracted files (made from MD5-checked archives)."""
+    stamp_path = raw_dir / STAMP
+    if stamp_path.is_file():
+        return
+    stamp = {p.name: {"size": p.stat().st_size, "md5": _md5(p)} for p in _extracted_files(name, raw_dir)}
+    tmp = raw_dir / f"{STAMP}.tmp"
+    tmp.write_text(json.dumps(stamp, indent=1))
+    tmp.replace(stamp_path)
+
+
 def torchvision_dataset(name: str = "mnist", train: bool = True, transform=None):
     """The torchvision dataset object, read from the cache (filled from
-    ``VAE_COURSE_DATA`` or, when online, downloaded by torchvision)."""
+    ``VAE_COURSE_DATA`` or, when online, downloaded by torchvision).
+
+    Every file in the cache is verified before it is trusted: the archives
+    against torchvision's MD5s, the extracted files against the stamp written
+    when they were extracted; a damaged one is replaced from its source.
+    """
     _check_name(name)
     root = cache_dir() / "data"
-    _copy_verified(name, root / DATASETS[name].__name__ / "raw")
+    raw_dir = root / DATASETS[name].__name__ / "raw"
+    _copy_verified(name, raw_dir)
+    _distrust_damaged_extracts(name, raw_dir)
     try:
         with _network_timeout(10):
-            return DATASETS[name](str(root), train=train, download=True, transform=transform)
+            dataset = DATASETS[name](str(root), train=train, download=True, transform=transform)
     except (RuntimeError, URLError, OSError) as err:
-        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise DataNotFoundError(
-            f"Could not find or download {name} ({reason}). " + _how_to_provide(name)
+            f"Could not find or download {name} ({_one_line(err)}). " + _how_to_provide(name)
         ) from None
+    _stamp_extracts(name, raw_dir)
+    return dataset
 
 
 def load_images(name: str = "mnist", train: bool = True) -> tuple[Tensor, Tensor]:

@@ -2,11 +2,15 @@
 
 * ``test_make_student_*`` check scripts/make_student.py on a small synthetic
   notebook (fast, always run);
+* ``test_committed_student_*`` / ``test_badges_*``: the committed ``student/``
+  is exactly what the script writes from ``notebooks/``, and every Colab badge
+  opens a student notebook that exists;
 * ``test_student_notebook_*`` make the student copy of every course notebook,
   check it, and run it top to bottom in a fresh kernel in smoke mode
   (``VAE_COURSE_SMOKE=1``), from the real ``notebooks/`` folder so relative
   paths behave as in the course. Every exercise check must then print
-  "not attempted yet" rather than raise.
+  "not attempted yet" rather than raise, and no check right after an exercise
+  may show ✅ before the learner has written anything.
 """
 from __future__ import annotations
 
@@ -22,6 +26,7 @@ from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "scripts" / "make_student.py"
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+STUDENT = ROOT / "student"
 
 
 def make_student(src: Path, dst: Path) -> subprocess.CompletedProcess:
@@ -44,7 +49,7 @@ def toy_course(tmp_path: Path) -> Path:
         new_markdown_cell("# 1. Toy\n\nA question."),
         new_code_cell("def my_fn(x):\n    return None  # your code", metadata={"tags": ["exercise"]},
                       outputs=[], execution_count=1),
-        new_code_cell("from vae_course.checks import check_kl\ncheck_kl(my_fn)", execution_count=2,
+        new_code_cell("# NBVAL_CHECK_OUTPUT\nfrom vae_course.checks import check_kl\ncheck_kl(my_fn)", execution_count=2,
                       outputs=[nbformat.v4.new_output("stream", name="stdout", text="⏳ not attempted yet\n")]),
         new_code_cell("# @title Solution\ndef my_fn(x):\n    return x", metadata={"tags": ["solution", "hide-input"]}),
         new_code_cell("# @title Solution (untagged, caught by its title)\nanswer = 42"),
@@ -66,6 +71,7 @@ def test_make_student_removes_solutions_and_keeps_the_rest(toy_course: Path, tmp
     assert [c.cell_type for c in nb.cells] == ["markdown", "code", "code", "markdown"]
     assert "exercise" in nb.cells[1].metadata["tags"], "the exercise stub must stay"
     assert "check_kl(my_fn)" in nb.cells[2].source, "the check must stay"
+    assert "NBVAL" not in nb.cells[2].source, "nbval's markers must not leak into the student version"
     assert all(c.outputs == [] and c.execution_count is None for c in nb.cells if c.cell_type == "code")
     assert "vae_course" not in nb.metadata
 
@@ -74,6 +80,47 @@ def test_make_student_fails_without_notebooks(tmp_path: Path):
     result = subprocess.run([sys.executable, str(SCRIPT), str(tmp_path), str(tmp_path / "out")],
                             capture_output=True, text=True, cwd=ROOT)
     assert result.returncode != 0 and "no notebooks" in result.stderr
+
+
+def test_committed_student_version_is_in_sync(tmp_path: Path):
+    """student/ (committed: the Colab badges open it) is what `make student` writes today."""
+    if not NOTEBOOKS:
+        pytest.skip("no notebooks yet")
+    make_student(ROOT / "notebooks", tmp_path)
+    fresh = sorted(p.name for p in tmp_path.glob("*.ipynb"))
+    committed = sorted(p.name for p in STUDENT.glob("*.ipynb"))
+    assert committed == fresh, f"student/ holds {committed}, the course {fresh}: run `make student` and commit"
+    stale = [name for name in fresh if nbformat.read(tmp_path / name, as_version=4)
+             != nbformat.read(STUDENT / name, as_version=4)]
+    assert not stale, f"student/ is out of date for {stale}: run `make student` and commit student/"
+
+
+def test_committed_student_version_has_no_solution_no_output_no_marker():
+    for path in sorted(STUDENT.glob("*.ipynb")):
+        nb = nbformat.read(path, as_version=4)
+        assert_no_solution(nb, path.name)
+        for i, cell in enumerate(nb.cells):
+            assert "NBVAL_" not in cell.source, f"{path.name} cell {i}: an nbval marker leaked"
+            if cell.cell_type == "code":
+                assert not cell.outputs and cell.execution_count is None, f"{path.name} cell {i} has outputs"
+        assert "vae_course" not in nb.metadata and "widgets" not in nb.metadata
+
+
+@pytest.mark.parametrize("source", NOTEBOOKS or [pytest.param(None, marks=pytest.mark.skip("no notebooks yet"))],
+                         ids=lambda p: p.stem if p else "none")
+def test_badges_open_a_student_notebook_that_exists(source: Path):
+    import re
+
+    sys.path.insert(0, str(ROOT / "scripts"))
+    import nbtools
+
+    badge = nbtools.badge_source(source)
+    url, branch = nbtools.repo_settings()
+    target = re.search(r"\(https://colab\.research\.google\.com/github/[^)]*?/blob/" + re.escape(branch)
+                       + r"/([^)]+)\)", badge).group(1)
+    assert target == f"student/{source.name}", f"{source.name}: the badge opens {target}, not the student version"
+    assert (ROOT / target).is_file(), f"{source.name}: the badge opens {target}, which is not committed"
+    assert f"notebooks/{source.name}" in badge, "the version with solutions stays linked"
 
 
 # ------------------------------------------------------- the course's notebooks
@@ -109,6 +156,12 @@ def test_student_notebook_has_no_solution_and_runs(student_dir: Path, source: Pa
     errors = [out for c in student.cells if c.cell_type == "code" for out in c.outputs
               if out.get("output_type") == "error"]
     assert not errors, f"{source.name}: the student version raised: {errors[0].get('ename')}"
+    after_exercise = [next((c for c in student.cells[i + 1:] if c.cell_type == "code"), None)
+                      for i, c in enumerate(student.cells) if "exercise" in c.metadata.get("tags", [])]
+    shown = [c.source.splitlines()[0] for c in after_exercise if c is not None
+             and any("✅" in (out.get("text", "") + str(out.get("data", {}).get("text/plain", "")))
+                     for out in c.outputs)]
+    assert not shown, f"{source.name}: a check shows ✅ before the learner wrote anything: {shown}"
     if n_exercises:
         assert "not attempted yet" in text, (
             f"{source.name}: has {n_exercises} exercises, but no check printed 'not attempted yet'")
