@@ -5,11 +5,11 @@
 #
 # It is resumable: each step leaves a stamp in runs/gpu-pass/ and is skipped when
 # run again, and the conv-VAE training resumes from its checkpoint. Steps:
-#   1. the fair benchmark on the GPU           -> results/bench_gpu.json
-#   2. the same, capped as a T4 would be        -> results/bench_gpu_t4cap.json
+#   1. the fair benchmark on the GPU           -> vae_course/results/bench_gpu.json
+#   2. the same, capped as a T4 would be        -> vae_course/results/bench_gpu_t4cap.json
 #      (batch 128, 15 GiB memory cap; an H200 is still far faster than a T4,
 #       so this caps memory, not speed: label it an upper bound for a T4)
-#   3. the conv VAE long run on the GPU (the recipe of results/conv_vae_long.json:
+#   3. the conv VAE long run on the GPU (the recipe of vae_course/results/conv_vae_long.json:
 #      50 epochs, cosine from 1e-3, fixed before training) and its IWAE NLL
 #      (K = 5000 on the whole test set)        -> runs/gpu-conv/, runs/gpu-pass/conv_eval.json
 #   4. notebook 6 executed on the GPU (its record names the GPU)
@@ -32,10 +32,10 @@ step() {  # step NAME COMMAND...: run once, leave a stamp
   echo "== $name took $((SECONDS - t0)) s"; touch "$STAMPS/$name.done"
 }
 
-step bench "$PY" -m vae_course bench --device cuda --repeats 3 --json results/bench_gpu.json
+step bench "$PY" -m vae_course bench --device cuda --repeats 3 --json vae_course/results/bench_gpu.json
 step bench_t4cap env PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True \
   VAE_COURSE_GPU_MEMORY_FRACTION=0.107 \
-  "$PY" -m vae_course bench --device cuda --repeats 3 --json results/bench_gpu_t4cap.json
+  "$PY" -m vae_course bench --device cuda --repeats 3 --json vae_course/results/bench_gpu_t4cap.json
 
 conv_train() {
   local args=(--model conv-vae --binarize dynamic --latent-dim 50 --epochs 50 --lr 1e-3
@@ -50,5 +50,5 @@ step conv_train conv_train
 step conv_eval bash -c "'$PY' -m vae_course evaluate --checkpoint runs/gpu-conv/checkpoint.pt \
   --iw-samples 5000 --device cuda --json > '$STAMPS/conv_eval.json'"
 step notebook6 "$PY" scripts/nbtools.py execute --force notebooks/06_gpu_vae.ipynb
-echo "GPU pass complete. Commit results/bench_gpu*.json, notebooks/06_gpu_vae.ipynb, and record the"
+echo "GPU pass complete. Commit vae_course/results/bench_gpu*.json, notebooks/06_gpu_vae.ipynb, and record the"
 echo "conv run with: $PY scripts/record_long_run.py (see its --help) from $STAMPS/conv_eval.json"

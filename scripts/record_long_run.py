@@ -1,9 +1,9 @@
-"""Write results/conv_vae_long.json: a long CLI run's evaluation plus where it came from.
+"""Write vae_course/results/conv_vae_long.json: a long CLI run's evaluation plus where it came from.
 
 Usage (after ``train`` and ``evaluate --json > eval.json``)::
 
     python scripts/record_long_run.py --run runs/conv-long --eval eval.json \
-        --train-command "python -m vae_course train ..." --out results/conv_vae_long.json
+        --train-command "python -m vae_course train ..." --out vae_course/results/conv_vae_long.json
 
 The file keeps the evaluation as ``evaluate --json`` printed it and adds the
 training command, the git commit, the CPU, the per-epoch seconds and test ELBO
@@ -79,7 +79,7 @@ def main() -> None:
                         help="how every setting and the stopping point were decided, in a sentence")
     parser.add_argument("--decided-on-test", choices=("yes", "no"), required=True,
                         help="did any decision look at the test set? (the results page says so)")
-    parser.add_argument("--out", type=Path, default=ROOT / "results" / "conv_vae_long.json")
+    parser.add_argument("--out", type=Path, default=ROOT / "vae_course" / "results" / "conv_vae_long.json")
     args = parser.parse_args()
     result = record(args.run, json.loads(args.eval.read_text()), args.train_command, args.note)
     result["decisions"] = args.decisions

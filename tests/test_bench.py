@@ -104,8 +104,9 @@ def test_check_writable(tmp_path):
 
 
 def test_default_json_path():
-    assert bench.default_json_path("cpu") == Path("results/bench_cpu.json")
-    assert bench.default_json_path("cuda") == Path("results/bench_gpu.json")
+    from vae_course.results import RESULTS_DIR
+    assert bench.default_json_path("cpu") == RESULTS_DIR / "bench_cpu.json"
+    assert bench.default_json_path("cuda") == RESULTS_DIR / "bench_gpu.json"
 
 
 def test_bench_cli_checks_the_path_before_running(tmp_path, capsys):

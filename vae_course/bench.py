@@ -47,7 +47,7 @@ N training steps of each side (top operators by self CPU time) and the time of
 the step's matrix multiplies alone (the GEMM floor), to show where the
 package's time goes beyond the arithmetic.
 
-``--json PATH`` (or ``--save``: ``results/bench_<cpu|gpu|mps>.json``) writes the
+``--json PATH`` (or ``--save``: ``vae_course/results/bench_<cpu|gpu|mps>.json``) writes the
 whole record with its provenance; the path is checked writable before any run.
 The benchmark is not a test: ``tests/test_bench.py`` runs a tiny one only to
 check that it works, and never asserts a time.
@@ -75,6 +75,7 @@ import torch
 from . import provenance
 from .bench_runs import GEMM, PACKAGE, RECORD_MARK, USUAL, BenchSettings
 from .device import DEVICE_CHOICES, get_device
+from .results import RESULTS_DIR
 
 SIDES = (USUAL, PACKAGE)
 LABELS = {USUAL: "usual recipe (DataLoader + ToTensor)", PACKAGE: "vae_course trainer"}
@@ -146,9 +147,10 @@ def check_writable(path: str | os.PathLike) -> Path:
 
 
 def default_json_path(device: str) -> Path:
-    """``results/bench_cpu.json``, ``results/bench_gpu.json`` or ``results/bench_mps.json``."""
+    """``bench_cpu.json``, ``bench_gpu.json`` or ``bench_mps.json`` in the committed results
+    folder (:data:`vae_course.results.RESULTS_DIR`), where the results page reads them."""
     tag = {"cuda": "gpu"}.get(torch.device(device).type, torch.device(device).type)
-    return Path("results") / f"bench_{tag}.json"
+    return RESULTS_DIR / f"bench_{tag}.json"
 
 
 def _child_env(threads: int) -> dict[str, str]:
@@ -438,7 +440,7 @@ def add_bench_parser(subparsers) -> None:
     out = p.add_mutually_exclusive_group()
     out.add_argument("--json", metavar="PATH", default=None, help="write the full record as JSON to PATH")
     out.add_argument("--save", action="store_true",
-                     help="write it to results/bench_<cpu|gpu|mps>.json (for the results page)")
+                     help="write it to vae_course/results/bench_<cpu|gpu|mps>.json (for the results page)")
 
 
 def command_line(args: argparse.Namespace) -> str:

@@ -36,3 +36,14 @@ def result_path(name: str) -> Path:
 def load_result(name: str) -> dict[str, Any]:
     """One committed result as a dict, e.g. ``load_result("conv_vae_long")``."""
     return json.loads(result_path(name).read_text(encoding="utf-8"))
+
+
+def markdown_table(header: list[str], rows: list[list[Any]]) -> str:
+    """A Markdown table as one string: ``header`` (n column names), ``rows`` (lists of n cells).
+
+    Shown with ``IPython.display.Markdown`` it renders as a table in Jupyter, Colab and
+    the book (the book is configured to read Markdown outputs as MyST)."""
+    if any(len(row) != len(header) for row in rows):
+        raise ValueError(f"rows: every row needs {len(header)} cells, like the header")
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return "\n".join(lines + ["| " + " | ".join(str(c) for c in row) + " |" for row in rows])
