@@ -94,7 +94,7 @@ BAD_FLAGS = [
     ["train", "--lr", "inf"], ["train", "--lr", "0"], ["train", "--beta", "-1"], ["train", "--model", "gan"],
     ["train", "--dataset", "cifar10"], ["train", "--binarize", "maybe"], ["train", "--device", "tpu"],
     ["train", "--seed", "-1"], ["train", "--limit-train", "0"], ["train", "--val-size", "-5"],
-    ["train", "--no-such-flag"], ["evaluate"], ["evaluate", "--checkpoint", "x", "--iw-samples", "0"],
+    ["train", "--no-such-flag"], ["evaluate"], ["evaluate", "--checkpoint", "x", "--iw-samples", "-1"],
     ["frobnicate"], [],
 ]
 
