@@ -57,8 +57,8 @@ def cache_dir() -> Path:
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as err:
-        raise CacheDirError(err.errno, f"cannot create the cache folder {path} ({err.strerror or err}); "
-                                       f"set VAE_COURSE_CACHE to a writable folder") from None
+        raise CacheDirError(f"cannot create the cache folder {path} ({err.strerror or err}); "
+                            f"set VAE_COURSE_CACHE to a writable folder") from None
     if not os.access(path, os.W_OK | os.X_OK):
         raise CacheDirError(f"the cache folder {path} is not writable; set VAE_COURSE_CACHE to a writable folder")
     return path
@@ -71,10 +71,21 @@ def data_source_dir() -> Path | None:
 
 
 def point_tool_caches_into_cache() -> None:
-    """Set ``MPLCONFIGDIR`` and ``TORCHINDUCTOR_CACHE_DIR`` under the cache folder if unset."""
+    """Set ``MPLCONFIGDIR`` and ``TORCHINDUCTOR_CACHE_DIR`` under the cache folder if unset.
+
+    Only when the cache folder can be written: otherwise the tools keep their own
+    defaults, and :func:`cache_dir` reports the problem when the cache is needed.
+    """
     base = cache_path()
-    os.environ.setdefault("MPLCONFIGDIR", str(base / "matplotlib"))
-    os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(base / "torchinductor"))
+    for variable, sub in (("MPLCONFIGDIR", "matplotlib"), ("TORCHINDUCTOR_CACHE_DIR", "torchinductor")):
+        if os.environ.get(variable):
+            continue
+        try:
+            (base / sub).mkdir(parents=True, exist_ok=True)
+        except OSError:
+            continue
+        if os.access(base / sub, os.W_OK):
+            os.environ[variable] = str(base / sub)
 
 
 point_tool_caches_into_cache()

@@ -23,8 +23,11 @@ keeping the last good checkpoint.
 """
 from __future__ import annotations
 
+import errno
 import json
 import math
+import os
+import shutil
 import signal
 import threading
 import time
@@ -582,7 +585,11 @@ class Trainer:
         """Write ``checkpoint.pt`` and ``metrics.json`` to ``out_dir`` (if set), each atomically."""
         if self.out_dir is None:
             return None
-        path = save_checkpoint(self.state_dict(interrupted), self.out_dir / "checkpoint.pt")
+        state = self.state_dict(interrupted)
+        try:
+            path = save_checkpoint(state, self.out_dir / "checkpoint.pt")
+        except RuntimeError as err:  # torch.save reports a failed write (a full disk...) as a RuntimeError
+            raise _write_error(self.out_dir / "checkpoint.pt", state, err) from None
         metrics = {"config": asdict(self.config), "history": self.history, "epoch": self.epoch}
         atomic_write_text(self.out_dir / "metrics.json", json.dumps(metrics, indent=2))
         return path
@@ -663,6 +670,26 @@ def resumed_config(saved: TrainConfig, settings: dict[str, Any], done_epochs: in
     if config.epochs < done_epochs:
         raise ValueError(f"--epochs {config.epochs}: the checkpoint already has {done_epochs} epochs")
     return config
+
+
+def _write_error(path: Path, state: dict[str, Any], err: RuntimeError) -> OSError:
+    """The OSError behind a failed ``torch.save``: ENOSPC when the disk cannot hold the checkpoint."""
+    needed = sum(t.nbytes for t in _tensors(state))
+    free = shutil.disk_usage(path.parent).free
+    if free < needed:
+        return OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+    return OSError(errno.EIO, f"could not write the checkpoint ({' '.join(str(err).split())[:200]})", str(path))
+
+
+def _tensors(obj: Any) -> Iterator[Tensor]:
+    if isinstance(obj, Tensor):
+        yield obj
+    elif isinstance(obj, dict):
+        for value in obj.values():
+            yield from _tensors(value)
+    elif isinstance(obj, (list, tuple)):
+        for value in obj:
+            yield from _tensors(value)
 
 
 def _check_data_matches(data: DataSplits, cfg: TrainConfig) -> None:
