@@ -6,6 +6,8 @@ import re
 
 import pytest
 
+import torch
+
 from course_testing import cli_env, needs_mnist, run_cli
 from vae_course.cli import build_parser, main
 
@@ -94,7 +96,7 @@ BAD_FLAGS = [
     ["train", "--lr", "inf"], ["train", "--lr", "0"], ["train", "--beta", "-1"], ["train", "--model", "gan"],
     ["train", "--dataset", "cifar10"], ["train", "--binarize", "maybe"], ["train", "--device", "tpu"],
     ["train", "--seed", "-1"], ["train", "--limit-train", "0"], ["train", "--val-size", "-5"],
-    ["train", "--no-such-flag"], ["evaluate"], ["evaluate", "--checkpoint", "x", "--iw-samples", "0"],
+    ["train", "--no-such-flag"], ["evaluate"], ["evaluate", "--checkpoint", "x", "--iw-samples", "-1"],
     ["frobnicate"], [],
 ]
 
@@ -147,3 +149,160 @@ def test_bad_vae_course_data_is_one_line_in_a_real_process(tmp_path, source):
     err = p.stderr.strip()
     assert len(err.splitlines()) == 1 and "Traceback" not in err, err
     assert "VAE_COURSE_DATA" in err and source in err and "train-images-idx3-ubyte.gz" in err
+
+
+# ---------------------------------------------------------------- issue 16: every failure is one line
+import contextlib  # noqa: E402
+import math  # noqa: E402
+import shutil  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import uuid  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+from course_testing import ROOT  # noqa: E402
+
+SMALL = ["--limit-train", "300", "--limit-test", "100", "--no-progress"]
+
+
+@contextlib.contextmanager
+def _tmpfs(where: Path, size: str = "4m", read_only: bool = False):
+    """A real small file system (tmpfs) at ``where``; skip where mount is not allowed."""
+    where.mkdir(parents=True, exist_ok=True)
+    opts = f"size={size}" + (",ro" if read_only else "")
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", opts, "tmpfs", str(where)], capture_output=True).returncode:
+        pytest.skip("cannot mount a tmpfs here (not root, or no mount permission)")
+    try:
+        yield where
+    finally:
+        subprocess.run(["umount", "-l", str(where)], capture_output=True)
+
+
+def _one_error_line(p, code=1):
+    err = p.stderr.strip()
+    assert p.returncode == code, (p.returncode, p.stdout, p.stderr)
+    assert len(err.splitlines()) == 1 and err.startswith("error:") and "Traceback" not in err, err
+    return err
+
+
+@needs_mnist
+def test_full_disk_is_one_line(tmp_path):
+    with _tmpfs(tmp_path / "small", size="3m") as small:
+        p = run_cli("train", "--epochs", "1", "--out", str(small / "run"), *SMALL)
+        err = _one_error_line(p)
+        assert "no space left on the device" in err and "checkpoint.pt" in err
+        assert [f.name for f in (small / "run").iterdir()] == [".vae_course.lock"]  # no half-written file
+
+
+@needs_mnist
+def test_read_only_out_on_resume_fails_before_training(tmp_path, cli_two_epochs):
+    _, trained = cli_two_epochs
+    with _tmpfs(tmp_path / "ro", size="20m") as ro:
+        shutil.copy(trained / "checkpoint.pt", ro / "checkpoint.pt")
+        subprocess.run(["mount", "-o", "remount,ro", str(ro)], check=True)
+        p = run_cli("train", "--resume", "--epochs", "3", "--out", str(ro), "--no-progress")
+        err = _one_error_line(p)
+        assert f"--out: cannot write to {ro}" in err and "Read-only file system" in err
+        assert "Epoch" not in p.stdout  # refused before anything was trained
+
+
+def test_unwritable_or_unusable_cache_is_one_line(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    env = cli_env(VAE_COURSE_CACHE=str(blocker / "cache"))
+    env.pop("MPLCONFIGDIR", None)
+    err = _one_error_line(run_cli("train", "--epochs", "1", "--out", str(tmp_path / "out"), *SMALL, env=env))
+    assert "cannot create the cache folder" in err and "VAE_COURSE_CACHE" in err
+    with _tmpfs(tmp_path / "ro", read_only=True) as ro:
+        env = cli_env(VAE_COURSE_CACHE=str(ro))
+        err = _one_error_line(run_cli("train", "--epochs", "1", "--out", str(tmp_path / "out2"), *SMALL, env=env))
+        assert "VAE_COURSE_CACHE" in err
+
+
+@needs_mnist
+def test_a_used_out_folder_is_refused_and_overwrite_replaces_it(cli_two_epochs, tmp_path):
+    _, trained = cli_two_epochs
+    out = tmp_path / "run"
+    shutil.copytree(trained, out)
+    err = _one_error_line(run_cli("train", "--epochs", "1", "--out", str(out), *SMALL))
+    assert "already holds a run" in err and "--overwrite" in err
+    p = run_cli("train", "--epochs", "1", "--out", str(out), "--overwrite", *SMALL)
+    assert p.returncode == 0, p.stderr
+    assert len(json.loads((out / "metrics.json").read_text())["history"]) == 1
+    with pytest.raises(SystemExit) as info:
+        main(["train", "--resume", "--overwrite", "--out", str(out)])
+    assert info.value.code == 2
+
+
+@needs_mnist
+def test_a_second_run_on_the_same_out_is_refused_naming_the_first(tmp_path):
+    out = tmp_path / "run"
+    first = subprocess.Popen([sys.executable, "-m", "vae_course", "train", "--epochs", "50", "--out", str(out),
+                              "--limit-train", "2000", "--limit-test", "300", "--no-progress"],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=cli_env(), cwd=ROOT)
+    try:
+        assert first.stdout.readline().startswith("Epoch 1/50")
+        err = _one_error_line(run_cli("train", "--epochs", "1", "--out", str(out), "--overwrite", *SMALL))
+        assert f"in use by another training run (pid {first.pid})" in err
+    finally:
+        first.kill()
+        first.wait()
+
+
+@needs_mnist
+def test_divergence_in_the_first_epoch_claims_no_checkpoint(tmp_path):
+    out = tmp_path / "run"
+    err = _one_error_line(run_cli("train", "--epochs", "1", "--lr", "1e12", "--lr-schedule", "constant",
+                                  "--out", str(out), "--limit-train", "2000", "--limit-test", "100",
+                                  "--no-progress"))
+    assert "diverged at epoch 1" in err and "No checkpoint was written" in err and "last good" not in err
+    assert not (out / "checkpoint.pt").exists()
+
+
+@needs_mnist
+def test_nan_weights_make_evaluate_fail_with_one_line(cli_two_epochs, tmp_path):
+    from vae_course.checkpoint import load_checkpoint, save_checkpoint
+
+    _, trained = cli_two_epochs
+    state = load_checkpoint(trained / "checkpoint.pt")
+    first = next(iter(state["model_state"]))
+    state["model_state"][first] = torch.full_like(state["model_state"][first], math.nan)
+    save_checkpoint(state, tmp_path / "nan.pt")
+    err = _one_error_line(run_cli("evaluate", "--checkpoint", str(tmp_path / "nan.pt"), "--limit-test", "20",
+                                  "--device", "cpu"))
+    assert "nan" in err.lower() or "finite" in err.lower()
+
+
+def test_an_unexpected_error_is_one_line_asking_for_a_report(monkeypatch, capsys):
+    import vae_course.cli as cli
+
+    def broken(args):
+        raise RuntimeError("a bug")  # stands in for a bug anywhere below main
+
+    monkeypatch.setitem(cli.COMMANDS, "evaluate", broken)
+    assert main(["evaluate", "--checkpoint", "x"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "unexpected RuntimeError: a bug" in err and "please report" in err
+    monkeypatch.setenv("VAE_COURSE_DEBUG", "1")
+    with pytest.raises(RuntimeError, match="a bug"):
+        main(["evaluate", "--checkpoint", "x"])
+
+
+def test_help_documents_the_exit_codes(capsys):
+    for command in ([], ["train"], ["evaluate"]):
+        with pytest.raises(SystemExit):
+            main([*command, "--help"])
+        text = capsys.readouterr().out
+        assert "exit codes:" in text and "130" in text and "143" in text and "VAE_COURSE_DEBUG" in text
+
+
+@needs_mnist
+def test_evaluate_prints_the_elbo_first_and_iwae_only_on_request(cli_two_epochs, capsys):
+    _, out = cli_two_epochs
+    assert main(["evaluate", "--checkpoint", str(out / "checkpoint.pt"), "--limit-test", "20", "--device", "cpu"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[1].startswith("Test ELBO:") and not any("IWAE NLL" in ln for ln in lines)
+    assert main(["evaluate", "--checkpoint", str(out / "checkpoint.pt"), "--limit-test", "20", "--device", "cpu",
+                 "--iw-samples", "5"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[1].startswith("Test ELBO:") and lines[2].startswith("IWAE NLL (K=5):")

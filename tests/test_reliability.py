@@ -315,5 +315,7 @@ def test_training_writes_only_to_out_and_the_cache(tmp_path):
     assert _snapshot(home) == before["home"], "wrote into HOME"
     assert _snapshot(work) == before["work"], "wrote into the working directory"
     assert _snapshot(tmp_path / "tmp") == before["tmp"], "left files in TMPDIR"
-    assert sorted(_snapshot(out)) == ["checkpoint.pt", "metrics.json", "reconstructions.png", "samples.png"]
+    # the run's files, and the lock that keeps a second run out of this folder
+    assert sorted(_snapshot(out)) == [".vae_course.lock", "checkpoint.pt", "metrics.json", "reconstructions.png",
+                                      "samples.png"]
     assert (cache / "data" / "MNIST" / "raw").is_dir()

@@ -39,7 +39,7 @@ def test_history_keys_and_validation_split(mnist_small):
     d = mnist_small
     data = DataSplits(d.name, d.binarize, d.seed, d.train_x[:300], d.train_y[:300],
                       d.train_x[300:400], d.train_y[300:400], d.test_x[:100], d.test_y[:100])
-    h = _trainer(data).fit()[0]
+    h = _trainer(data, val_size=100).fit()[0]
     for key in ("epoch", "loss", "recon", "kl", "beta", "seconds", "images_per_second", "test_loss",
                 "test_recon", "test_kl", "test_elbo", "test_elbo_stderr", "val_loss", "val_elbo"):
         assert key in h, key
@@ -122,3 +122,162 @@ def test_cuda_request_without_a_gpu_is_a_clear_error(tiny_data):
         pytest.skip("this machine has a GPU")
     with pytest.raises(ValueError, match="device: CUDA was requested"):
         Trainer(config=TrainConfig(device="cuda"), data=tiny_data, progress=False, log=None)
+
+
+# ---------------------------------------------------------------- the loop a learner reads
+def _batches_of(data, batch_size=64):
+    from vae_course.data import tensor_batches
+
+    return tensor_batches(data.train_x, data.train_y, batch_size, generator=torch.Generator().manual_seed(0))
+
+
+def test_train_epoch_sums_match_a_plain_recomputation(tiny_data):
+    """The device-side sums give the same totals as per-step .item() calls, also
+    with a beta that changes at every step (KL warm-up)."""
+    from vae_course.losses import objective_terms
+    from vae_course.models import build_model
+    from vae_course.train import train_epoch
+
+    torch.manual_seed(0)
+    model = build_model("vae", latent_dim=4, hidden_dim=32)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    seen, checks = [], []
+
+    def spy(model, x, y, free_bits):
+        recon, kl, kl_for_loss = objective_terms(model, x, y, free_bits)
+        seen.append((recon.sum().item(), kl.sum().item(), len(x)))
+        return recon, kl, kl_for_loss
+
+    sums = train_epoch(model, optimizer, _batches_of(tiny_data), objective=spy, beta=lambda step: step / 8,
+                       check_every=3, on_check=lambda done, s: checks.append(done))
+    loss, recon, kl = sums.totals().tolist()
+    assert sums.count == sum(s[2] for s in seen) == len(tiny_data.train_x) and not sums.stopped
+    assert recon == pytest.approx(sum(s[0] for s in seen), rel=1e-6)
+    assert kl == pytest.approx(sum(s[1] for s in seen), rel=1e-6)
+    assert loss == pytest.approx(sum(s[0] + i / 8 * s[1] for i, s in enumerate(seen)), rel=1e-6)
+    assert checks == [3, 6, 8]  # every 3 steps, and after the last (8 steps of 64)
+
+
+def test_train_epoch_stops_when_asked_and_learns(tiny_data):
+    from vae_course.models import build_model
+    from vae_course.train import train_epoch
+
+    torch.manual_seed(0)
+    model = build_model("vae", latent_dim=4, hidden_dim=32)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    calls = []
+    stopped = train_epoch(model, optimizer, _batches_of(tiny_data), should_stop=lambda: len(calls.append(1) or calls) >= 2)
+    assert stopped.stopped and stopped.count == 128  # two steps of 64, then it stopped
+    first = train_epoch(model, optimizer, _batches_of(tiny_data)).totals()[0].item()
+    second = train_epoch(model, optimizer, _batches_of(tiny_data)).totals()[0].item()
+    assert second < first
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_a_non_finite_step_stops_training(tiny_data, bad):
+    from vae_course.train import TrainingDiverged
+
+    t = _trainer(tiny_data, epochs=1, log_every=2)
+    objective, calls = t.objective, []
+
+    def poisoned(model, x, y, free_bits):
+        recon, kl, kl_for_loss = objective(model, x, y, free_bits)
+        calls.append(1)
+        return (recon + bad if len(calls) == 2 else recon), kl, kl_for_loss  # the second step goes wrong
+
+    t.objective = poisoned
+    with pytest.raises(TrainingDiverged, match=r"epoch 1, steps? (1-)?2\b"):
+        t.fit()
+
+
+def test_the_callers_config_is_never_changed(tiny_data):
+    config = TrainConfig(epochs=1, device="cpu")
+    t = Trainer(config=config, data=tiny_data, progress=False, log=None)
+    t.fit(epochs=2)
+    assert config.epochs == 1 and t.config.epochs == 2 and t.config is not config
+
+
+@pytest.mark.parametrize("setting, words", [
+    ({"dataset": "fashion-mnist"}, "dataset 'mnist' vs config.dataset 'fashion-mnist'"),
+    ({"binarize": "dynamic"}, "binarize 'none' vs config.binarize 'dynamic'"),
+    ({"limit_train": 100}, "512 images vs config.limit_train=100"),
+    ({"val_size": 10}, "0 validation images vs config.val_size=10"),
+])
+def test_data_that_contradicts_the_config_is_an_error(tiny_data, setting, words):
+    with pytest.raises(ValueError, match="data: does not match the config") as info:
+        _trainer(tiny_data, **setting)
+    assert words in str(info.value)
+
+
+def test_a_model_of_another_kind_is_an_error(tiny_data):
+    from vae_course.models import build_model
+
+    with pytest.raises(ValueError, match="'cvae' model was given but config.model is 'vae'"):
+        Trainer(config=TrainConfig(device="cpu"), model=build_model("cvae"), data=tiny_data, progress=False)
+
+
+# ---------------------------------------------------------------- one resume policy, one set of defaults
+def _config_with_a_new_field(on_resume="fixed", affects_weights=True):
+    """TrainConfig plus a setting the package has never heard of, declared like the others."""
+    import dataclasses
+
+    new = dataclasses.field(default=0.0, metadata={"on_resume": on_resume, "affects_weights": affects_weights})
+    return dataclasses.make_dataclass("ConfigPlus", [("dropout", float, new)], bases=(TrainConfig,))
+
+
+def test_a_new_config_field_gets_the_resume_policy_with_no_edits_elsewhere(tmp_path, tiny_data, monkeypatch):
+    vt = sys.modules["vae_course.train"]
+    monkeypatch.setattr(vt, "load_data", lambda *a, **k: tiny_data)  # resume reloads "the dataset"
+    ConfigPlus = _config_with_a_new_field()
+    Trainer(config=ConfigPlus(epochs=1, device="cpu", dropout=0.1), data=tiny_data, out_dir=tmp_path,
+            progress=False, log=None).fit()
+    with pytest.raises(ValueError, match=r"--dropout 0.3 \(checkpoint has 0.1\)"):
+        Trainer.resume(tmp_path, config_class=ConfigPlus, dropout=0.3, progress=False, log=None)
+    same = Trainer.resume(tmp_path, config_class=ConfigPlus, dropout=0.1, epochs=2, progress=False, log=None)
+    assert same.config.dropout == 0.1 and same.config.epochs == 2
+    Free = _config_with_a_new_field(on_resume="free")
+    free = Trainer.resume(tmp_path, config_class=Free, dropout=0.3, progress=False, log=None)
+    assert free.config.dropout == 0.3
+
+
+def test_a_new_config_field_enters_the_pretrained_cache_key_by_its_metadata():
+    from vae_course.pretrained import config_key
+
+    Plus = _config_with_a_new_field()
+    assert config_key(Plus(dropout=0.2)) != config_key(Plus())
+    assert config_key(Plus()) == config_key(TrainConfig())  # a default value changes no key
+    NoEffect = _config_with_a_new_field(affects_weights=False)
+    assert config_key(NoEffect(dropout=0.2)) == config_key(NoEffect())
+    assert config_key(TrainConfig(device="cpu", log_every=7)) == config_key(TrainConfig())
+
+
+@pytest.mark.parametrize("settings, given, error", [
+    ({}, {"model": "cvae"}, "--model cvae (checkpoint has vae)"),
+    ({"lr_schedule": "cosine", "lr": 5e-3}, {"lr": 1e-4}, "--lr 0.0001 (checkpoint has 0.005)"),
+    ({}, {"epochs": 0}, "epochs: must be a positive integer"),
+    ({"epochs": 2}, {"epochs": 1}, "--epochs 1: the checkpoint already has 2 epochs"),
+    ({}, {"learning_rate": 1}, "learning_rate: not a training setting"),
+])
+def test_resumed_config_enforces_the_policy(settings, given, error):
+    from vae_course.train import resumed_config
+
+    with pytest.raises(ValueError) as info:
+        resumed_config(TrainConfig(**settings), given, done_epochs=2)
+    assert error in str(info.value)
+    changed = resumed_config(TrainConfig(), {"lr": 1e-4, "device": "cpu", "epochs": 20, "model": "vae"})
+    assert (changed.lr, changed.device, changed.epochs) == (1e-4, "cpu", 20)
+
+
+def test_one_set_of_defaults():
+    from vae_course.pretrained import pretrained_config
+    from vae_course.train import default_config, recommended_settings
+
+    assert default_config() == TrainConfig(**recommended_settings("vae"))  # the tuned recipe for the seed's VAE
+    assert default_config(model="conv-vae") == TrainConfig(model="conv-vae")  # no recipe: TrainConfig's own
+    # the recipe is a bundle: any of its settings given, and none of it applies
+    assert default_config(lr=2e-3) == TrainConfig(lr=2e-3)
+    # pretrained models keep the canonical settings they were written with, explicitly
+    config = pretrained_config("vae-mnist")
+    assert (config.lr, config.lr_schedule, config.batch_size) == (1e-3, "constant", 128)
+    with pytest.raises(ValueError, match="learning_rate: not a training setting"):
+        default_config(learning_rate=1)

@@ -7,10 +7,17 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import errno
 import json
+import math
+import os
+import signal
 import sys
+import time
+from contextlib import contextmanager
 from dataclasses import fields
 from pathlib import Path
+from typing import Iterator
 
 import torch
 from torch import Tensor
@@ -21,7 +28,11 @@ from .device import DEVICE_CHOICES, device_name, get_device
 from .evaluate import evaluate_elbo, iwae_nll
 from .models import MODELS
 from .plots import reconstruction_pairs, save_grid
-from .train import TrainConfig, Trainer, TrainingDiverged, recommended_settings
+from .bench import add_bench_parser, run_bench_command
+from .run_folder import RunFolderError, open_run_folder
+from .settings import CacheDirError
+from .train import (RESUME_FIXED, TrainConfig, Trainer, TrainingDiverged, TrainingInterrupted, default_config,
+                    flag_name, on_resume)
 
 GRAYSCALE_LABEL = "BCE bound on grayscale pixels, not a likelihood"
 
@@ -38,7 +49,19 @@ After every epoch the trainer prints the seed guide's lines, per example, in nat
   Test Loss                                          (the same objective on the test set)
 and writes checkpoint.pt and metrics.json into --out. At the end it writes
 samples.png (new images from the prior) and reconstructions.png.
-Press Ctrl-C once to stop cleanly: the checkpoint is saved and the resume command printed.
+Press Ctrl-C once (or send SIGTERM / SIGHUP) to stop cleanly: the step finishes, the checkpoint
+is saved and the resume command printed. A folder that already holds a run is refused unless you
+add --resume (continue it) or --overwrite (replace it); two runs cannot share one --out.
+"""
+
+EXIT_CODES = """\
+exit codes:
+  0      success
+  1      a runtime, data, checkpoint or file-system error (one line on stderr says what to do)
+  2      a usage error: an unknown flag or a bad value
+  128+n  stopped by signal n, after saving a checkpoint: 130 Ctrl-C (SIGINT), 143 SIGTERM, 129 SIGHUP
+  141    the output pipe was closed (e.g. ... | head)
+Set VAE_COURSE_DEBUG=1 to see the full traceback of an unexpected error.
 """
 
 
@@ -85,7 +108,7 @@ def _add_train_parser(sub) -> None:
     p = sub.add_parser(
         "train", help="train a model and print the seed's per-epoch log",
         description="Train an autoencoder or VAE on MNIST / Fashion-MNIST.",
-        epilog=TRAIN_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=TRAIN_EPILOG + "\n" + EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     # Defaults are None so that --resume can tell which flags the user really gave.
     d = TrainConfig()
@@ -134,23 +157,33 @@ def _add_train_parser(sub) -> None:
     p.add_argument("--compile", action="store_true", default=None, help="torch.compile the training step")
     p.add_argument("--out", default="runs/latest", help="folder for checkpoint.pt, metrics.json and images "
                                                        "(default: runs/latest)")
-    p.add_argument("--resume", action="store_true",
-                   help="continue from --out/checkpoint.pt; settings come from the checkpoint, and a flag "
-                        "that contradicts it is an error (only --epochs and --device may change, and --lr for a run with "
-                        "the constant schedule: dividing the rate by 10 when the test loss stalls is a step decay)")
+    changeable = [flag_name(f.name) for f in fields(TrainConfig)
+                  if on_resume(f) != RESUME_FIXED and any(flag_name(f.name) in a.option_strings for a in p._actions)]
+    again = p.add_mutually_exclusive_group()
+    again.add_argument("--resume", action="store_true",
+                       help="continue from --out/checkpoint.pt; settings come from the checkpoint, and a flag that "
+                            f"contradicts it is an error (only {', '.join(changeable)} may change; --lr only for a "
+                            "run with the constant schedule: dividing the rate by 10 when the test loss stalls is a "
+                            "step decay)")
+    again.add_argument("--overwrite", action="store_true",
+                       help="replace the run already in --out (its checkpoint, metrics and images are deleted)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
 
 def _add_evaluate_parser(sub) -> None:
     p = sub.add_parser(
-        "evaluate", help="report a checkpoint's test ELBO and importance-weighted NLL",
-        description="Evaluate a trained VAE on its dataset's test set: the ELBO (one sample per image) "
-                    "and the importance-weighted estimate of -log p(x) with K samples (Burda et al. 2015). "
-                    "Both in nats per example, with standard errors across test images.",
+        "evaluate", help="report a checkpoint's test ELBO (and, on request, the importance-weighted NLL)",
+        description="Evaluate a trained VAE on its dataset's test set: the ELBO (one sample per image) and, with "
+                    "--iw-samples K, the importance-weighted estimate of -log p(x) with K samples (Burda et al. "
+                    "2015). Both in nats per example, with standard errors across test images. The ELBO is "
+                    "printed first; before a long IWAE run, a short timed probe estimates its duration.",
+        epilog=EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--checkpoint", required=True, help="path to a checkpoint.pt written by train")
-    p.add_argument("--iw-samples", type=_positive_int, default=5000,
-                   help="K, importance samples per image (default 5000, as in Burda et al.; try 100 for a quick look)")
+    p.add_argument("--iw-samples", type=_non_negative_int, default=0, metavar="K",
+                   help="importance samples per image for the IWAE estimate (default 0: the ELBO only, in "
+                        "seconds). Papers use K=5000 on all 10,000 test images (hours on a CPU): try "
+                        "--iw-samples 1000 --sample-test 1000 first")
     subset = p.add_mutually_exclusive_group()
     subset.add_argument("--limit-test", type=_positive_int, default=None,
                         help="evaluate on the first N test images (a quick look: the first images of MNIST's "
@@ -168,69 +201,19 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="python -m vae_course",
         description="Train and evaluate the course's autoencoders and VAEs from a terminal.",
+        epilog=EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sub = parser.add_subparsers(dest="command", metavar="{train,evaluate,bench}", parser_class=_Parser)
     sub.required = True
     _add_train_parser(sub)
     _add_evaluate_parser(sub)
-    try:
-        from .bench import add_bench_parser
-    except ImportError:  # the benchmark module is optional
-        pass
-    else:
-        add_bench_parser(sub)
+    add_bench_parser(sub)
     return parser
 
 
-def _check_writable(out: Path) -> None:
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        probe = out / ".write-test"
-        probe.write_text("ok")
-        probe.unlink()
-    except OSError as err:
-        raise ValueError(f"--out: cannot write to {out} ({err.strerror or err}); choose another folder") from None
-
-
-def _config_from_args(args: argparse.Namespace) -> TrainConfig:
-    config = TrainConfig()
-    # The seed's MLP gets the tuned 10-epoch recipe (results/quality_mlp_defaults.json), but only as
-    # a bundle: if any of --lr, --lr-schedule or --batch-size is given, none of it applies, so
-    # `--lr 1e-3 --batch-size 128` is exactly the canonical PyTorch example.
-    recipe = recommended_settings(args.model or config.model)
-    if all(getattr(args, key, None) is None for key in recipe):
-        for key, value in recipe.items():
-            setattr(config, key, value)
-    for f in fields(TrainConfig):
-        value = getattr(args, f.name, None)
-        if value is not None:
-            setattr(config, f.name, value)
-    return config
-
-
-def _given_flags(args: argparse.Namespace) -> dict:
+def _given_settings(args: argparse.Namespace) -> dict:
+    """The TrainConfig settings given on the command line (flags left out are None)."""
     return {f.name: getattr(args, f.name) for f in fields(TrainConfig) if getattr(args, f.name, None) is not None}
-
-
-def _resume_trainer(args: argparse.Namespace, out: Path) -> Trainer:
-    state = load_checkpoint(out / "checkpoint.pt")
-    saved = state["train_config"]
-    conflicts = [
-        f"--{k.replace('_', '-')} {v} (checkpoint has {saved.get(k)})"
-        for k, v in _given_flags(args).items()
-        if k not in ("epochs", "device", "log_every") and saved.get(k) != v
-        # a new --lr continues a constant-rate run at that rate (a step decay)
-        and not (k == "lr" and saved.get("lr_schedule") == "constant")
-    ]
-    if conflicts:
-        raise ValueError("--resume: these flags contradict the checkpoint: " + "; ".join(conflicts)
-                         + ". Drop them, or train into a new --out folder.")
-    if args.epochs is not None and args.epochs < state["epoch"]:
-        raise ValueError(f"--epochs {args.epochs}: the checkpoint already has {state['epoch']} epochs")
-    lr = args.lr if args.lr is not None and args.lr != saved.get("lr") else None
-    if lr is not None:
-        print(f"Continuing at learning rate {lr:g} (the run so far used {saved.get('lr'):g}).")
-    return Trainer.resume(out, epochs=args.epochs, device=args.device, lr=lr, progress=not args.no_progress)
 
 
 def _write_images(trainer: Trainer, out: Path) -> Path:
@@ -252,28 +235,38 @@ def _write_images(trainer: Trainer, out: Path) -> Path:
 
 def _train(args: argparse.Namespace) -> int:
     out = Path(args.out)
-    if args.resume:
-        if not (out / "checkpoint.pt").is_file():
-            raise ValueError(f"--resume: no checkpoint at {out / 'checkpoint.pt'}; train without --resume first")
-        trainer = _resume_trainer(args, out)
-    else:
-        _check_writable(out)
-        trainer = Trainer(config=_config_from_args(args), out_dir=out, progress=not args.no_progress)
-    if trainer.epoch >= trainer.config.epochs:
-        print(f"Nothing to do: the checkpoint already has {trainer.epoch} of {trainer.config.epochs} epochs.")
-    trainer.fit()
-    path = _write_images(trainer, out)
+    progress = not args.no_progress
+    # The folder is checked (writable, not holding another run unless --resume/--overwrite) and
+    # locked before anything is trained, and stays locked until the images are written.
+    with open_run_folder(out, resume=args.resume, overwrite=args.overwrite):
+        if args.resume:
+            trainer = Trainer.resume(out, progress=progress, **_given_settings(args))
+        else:
+            trainer = Trainer(config=default_config(**_given_settings(args)), out_dir=out, progress=progress)
+        if trainer.epoch >= trainer.config.epochs:
+            print(f"Nothing to do: the checkpoint already has {trainer.epoch} of {trainer.config.epochs} epochs.")
+        trainer.fit()
+        path = _write_images(trainer, out)
     print(f"Generated new images successfully: {path}")
     return 0
 
 
 SUBSET_SEED = 0  # the same random test images for every --sample-test N run
+IWAE_WARN_SECONDS = 60  # warn before an IWAE estimate expected to take longer than this
 
 
 def _random_subset(x: Tensor, y: Tensor, n: int) -> tuple[Tensor, Tensor]:
     """``n`` test images drawn without replacement, kept in test-set order."""
     idx = torch.randperm(len(x), generator=torch.Generator().manual_seed(SUBSET_SEED))[:n].sort().values
     return x[idx], y[idx]
+
+
+def _iwae_seconds_estimate(model, x: Tensor, y: Tensor | None, k: int) -> float:
+    """Time the IWAE estimate on 2 images and scale to all of ``x`` (seconds, roughly)."""
+    n = min(2, len(x))
+    start = time.perf_counter()
+    iwae_nll(model, x[:n], None if y is None else y[:n], k=k, progress=False)
+    return (time.perf_counter() - start) * len(x) / n
 
 
 def _evaluate(args: argparse.Namespace) -> int:
@@ -303,34 +296,116 @@ def _evaluate(args: argparse.Namespace) -> int:
         "date": datetime.date.today().isoformat(), "command": "python -m vae_course " + " ".join(sys.argv[1:]),
     }
     elbo = evaluate_elbo(model, x, y)
+    if not math.isfinite(elbo["elbo"]):
+        raise ValueError(f"the test ELBO of {args.checkpoint} is {elbo['elbo']}: the model gives non-finite "
+                         f"losses (damaged or diverged weights); evaluate an earlier checkpoint")
     result.update({f"test_{k}": v for k, v in elbo.items()})
-    if getattr(model, "is_variational", False):
+    if not args.json:
+        print(f"{state['model_name']} on {cfg['dataset']} (binarize={cfg['binarize']}), {state['epoch']} epochs, "
+              f"{len(x)} test images ({selection}), {result['device']}")
+        print(f"Test ELBO: {elbo['elbo']:.2f} ± {elbo['elbo_stderr']:.2f} nats", flush=True)
+    if getattr(model, "is_variational", False) and args.iw_samples > 0:
+        expected = _iwae_seconds_estimate(model, x, y, args.iw_samples)
+        if expected > IWAE_WARN_SECONDS:
+            print(f"Note: the IWAE estimate (K={args.iw_samples}, {len(x)} images) will take about "
+                  f"{expected / 60:.0f} min on {result['device']} (from a timed probe); --sample-test or a "
+                  f"smaller --iw-samples makes it shorter.", file=sys.stderr, flush=True)
         iw = iwae_nll(model, x, y, k=args.iw_samples, progress=not args.json)
+        if not math.isfinite(iw["nll"]):
+            raise ValueError(f"the IWAE estimate of {args.checkpoint} is {iw['nll']}: the model gives "
+                             f"non-finite log-weights")
         result.update({"iwae_nll": iw["nll"], "iwae_nll_stderr": iw["nll_stderr"], "iw_samples": iw["k"]})
     if args.json:
         print(json.dumps(result))
         return 0
-    print(f"{state['model_name']} on {cfg['dataset']} (binarize={cfg['binarize']}), {state['epoch']} epochs, "
-          f"{len(x)} test images ({selection}), {result['device']}")
-    print(f"Test ELBO: {elbo['elbo']:.2f} ± {elbo['elbo_stderr']:.2f} nats")
     if "iwae_nll" in result:
         print(f"IWAE NLL (K={args.iw_samples}): {result['iwae_nll']:.2f} ± {result['iwae_nll_stderr']:.2f} nats")
+    elif getattr(model, "is_variational", False):
+        print("(add --iw-samples 1000 for the importance-weighted NLL, a tighter estimate of -log p(x))")
     if cfg["binarize"] == "none":
         print(f"Note: {GRAYSCALE_LABEL}; compare with papers only on binarized data.")
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    commands = {"train": _train, "evaluate": _evaluate}
-    if args.command == "bench":
-        from .bench import run_bench_command
-        commands["bench"] = run_bench_command
+# ---------------------------------------------------------------- failures: one line, one exit code
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+def _os_error_message(err: OSError) -> str:
+    """One line for an operating-system failure: what failed, where, and what to do."""
+    where = f": {err.filename}" if getattr(err, "filename", None) else ""
+    if err.errno == errno.ENOSPC:
+        return (f"no space left on the device{where}; free some space or choose another --out "
+                f"(the last complete checkpoint, if any, was kept)")
+    if err.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return f"{err.strerror}{where}; check the permissions, or choose another folder"
+    return f"{err.strerror or type(err).__name__}{where}" if err.strerror else _one_line(err)
+
+
+@contextmanager
+def _signals_raise_while_starting() -> Iterator[None]:
+    """Until training installs its own handler, SIGTERM and SIGHUP stop the CLI like
+    Ctrl-C does: one line and the exit code 128 + n, not a silent kill."""
+    def stop(signum, frame):
+        raise TrainingInterrupted(f"Interrupted by {signal.Signals(signum).name} before anything was trained.",
+                                  signum)
+
+    previous = {}
+    for name in ("SIGTERM", "SIGHUP"):
+        if hasattr(signal, name):
+            previous[getattr(signal, name)] = signal.signal(getattr(signal, name), stop)
     try:
-        return commands[args.command](args)
-    except KeyboardInterrupt as err:
-        print(str(err) or "Interrupted.", file=sys.stderr)
-        return 130
-    except (ValueError, TypeError, DataNotFoundError, CheckpointError, TrainingDiverged) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def _quiet_stdout() -> None:
+    """After a closed pipe, point stdout at /dev/null so the exit flush does not complain."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+
+
+def _error(message: str) -> None:
+    try:
+        print(f"error: {_one_line(message)}", file=sys.stderr, flush=True)
+    except (OSError, ValueError):
+        pass
+
+
+COMMANDS = {"train": _train, "evaluate": _evaluate, "bench": run_bench_command}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run one subcommand; every failure ends in one line on stderr and an exit code (see EXIT_CODES)."""
+    with _signals_raise_while_starting():
+        try:
+            args = build_parser().parse_args(argv)
+            return COMMANDS[args.command](args)
+        except TrainingInterrupted as err:
+            print(_one_line(err) or "Interrupted.", file=sys.stderr)
+            return 128 + err.signum
+        except KeyboardInterrupt as err:
+            print(_one_line(err) or "Interrupted.", file=sys.stderr)
+            return 128 + signal.SIGINT
+        except BrokenPipeError:  # `... | head` closed the pipe: stop quietly, as other tools do
+            _quiet_stdout()
+            return 128 + getattr(signal, "SIGPIPE", 13)
+        except (ValueError, TypeError, DataNotFoundError, CheckpointError, TrainingDiverged, RunFolderError,
+                CacheDirError) as err:
+            _error(str(err))
+            return 1
+        except OSError as err:
+            _error(_os_error_message(err))
+            return 1
+        except Exception as err:  # noqa: BLE001 - a bug: still one line, unless debugging
+            if os.environ.get("VAE_COURSE_DEBUG", "").strip() not in ("", "0"):
+                raise
+            _error(f"unexpected {type(err).__name__}: {err}. This is a bug in vae_course: please report it "
+                   f"with the command you ran (VAE_COURSE_DEBUG=1 shows the full traceback)")
+            return 1

@@ -14,7 +14,7 @@ from torch import Tensor, nn
 from torch.distributions import Normal
 from tqdm.auto import tqdm
 
-from .losses import bernoulli_nll, iwae_log_likelihood, kl_divergence, reparameterize
+from .losses import bernoulli_nll, iwae_log_likelihood, objective_terms
 
 EVAL_SEED = 1234
 
@@ -56,14 +56,9 @@ def per_example_terms(
     for xb, yb in _batches(x, y, batch_size):
         xb = xb.to(device)
         yb = None if yb is None else yb.to(device)
-        if getattr(model, "is_variational", False):
-            mu, logvar = model.encode(xb, yb)
-            logits = model.decode(reparameterize(mu, logvar, generator=gen), yb)
-            kls.append(kl_divergence(mu, logvar).cpu())
-        else:
-            logits = model.decode(model.encode(xb))
-            kls.append(torch.zeros(len(xb)))
-        recons.append(bernoulli_nll(logits, xb).cpu())
+        recon, kl, _ = objective_terms(model, xb, yb, generator=gen)  # the trainer's objective
+        recons.append(recon.cpu())
+        kls.append(kl.cpu())
     model.train(was_training)
     return torch.cat(recons), torch.cat(kls)
 

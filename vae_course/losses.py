@@ -222,6 +222,39 @@ def vae_loss(logits: Tensor, x: Tensor, mu: Tensor, logvar: Tensor, beta: float 
     return LossTerms(recon + beta * kl, recon, kl)
 
 
+def objective_terms(
+    model: torch.nn.Module, x: Tensor, y: Tensor | None = None, free_bits: float = 0.0,
+    generator: torch.Generator | None = None,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """The course's objective, per example: what the trainer minimises and the evaluator reports.
+
+    One posterior sample ``z ~ q(z|x)`` per image (the reparameterization trick),
+    then the Bernoulli reconstruction term and the closed-form KL.
+
+    Args:
+        model: a VAE (``encode -> (mu, logvar)``, ``decode -> logits``) or a plain
+            autoencoder (``is_variational = False``: its KL is zero).
+        x: ``(batch, 1, 28, 28)`` images in [0, 1]; ``y``: ``(batch,)`` labels or ``None``.
+        free_bits: nats per latent dimension (0: off), see :func:`free_bits_kl`.
+        generator: the noise of the sample (``None``: the global generator).
+    Returns:
+        ``(recon, kl, kl_for_loss)``, each ``(batch,)`` in nats. ``kl_for_loss`` is
+        the KL the loss uses: the plain KL, or the free-bits KL (the same value for
+        every example) when ``free_bits > 0``. The loss is
+        ``(recon + beta * kl_for_loss).mean()``.
+    """
+    if not getattr(model, "is_variational", False):
+        logits, _ = model(x)
+        zero = torch.zeros(len(x), device=x.device)
+        return bernoulli_nll(logits, x), zero, zero
+    mu, logvar = model.encode(x, y)
+    logits = model.decode(reparameterize(mu, logvar, generator=generator), y)
+    recon = bernoulli_nll(logits, x)
+    kl = kl_divergence(mu, logvar)
+    kl_for_loss = free_bits_kl(mu, logvar, free_bits).expand(len(x)) if free_bits > 0 else kl
+    return recon, kl, kl_for_loss
+
+
 def elbo(recon: Tensor, kl: Tensor) -> Tensor:
     """The evidence lower bound per example: ``-(recon + kl)`` (a negative number, nats)."""
     return -(recon + kl)
