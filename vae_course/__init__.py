@@ -5,30 +5,54 @@ equal to the versions here; everything else (data, training loop, plots) is
 imported from here. Where things live:
 
 =================  =====================================================
+``settings``       the cache folder, smoke mode, where tools may write
 ``data``           MNIST / Fashion-MNIST as tensors, binarization, batches
 ``models``         ``Autoencoder``, ``VAE`` (the seed's), ``ConvVAE``, ``CVAE``
-``losses``         ``reparameterize``, ``kl_divergence``, reconstruction terms, IWAE
-``train``          ``Trainer`` / ``train``: the training loop, checkpoints each epoch
-``evaluate``       test ELBO and the importance-weighted NLL
-``checkpoint``     atomic saving and safe (``weights_only``) loading
+``losses``         ``reparameterize``, ``kl_divergence``, reconstruction terms, the objective, IWAE
+``schedules``      learning-rate and KL warm-up schedules
+``train``          ``train_epoch`` (the loop), ``Trainer`` / ``train_model``, stop signals, resume
+``run_folder``     one owner for a run's ``--out`` folder: lock, no silent overwrite, atomic writes
+``checkpoint``     the checkpoint format: write, validate everything, read, migrate
+``evaluate``       test ELBO and the importance-weighted NLL (memory-bounded)
+``distributed``    several processes / GPUs with ``torchrun`` (DistributedDataParallel)
+``device``         choosing CUDA, MPS or the CPU
+``rng``            seeding and saving every random-number state
 ``plots``          image grids, latent scatter plots, loss curves
-``checks``         instant checks for the exercises
-``pretrained``     trained models shared between notebooks (cached)
+``diagrams``       pictures of the model: architecture, reparameterization, ELBO, posteriors
+``widgets``        the interactive explorers (ipywidgets 7.7 and 8)
+``latent_metrics`` holes and between-cluster measures of a latent space (AE vs VAE)
+``generalization`` train-vs-test ELBO and the overfitting experiment
+``uncertainty``    the encoder's sigma on clean, noisy, occluded and overlaid digits
+``probes``         linear classifiers on latent codes vs pixels (feature extraction)
+``diagnostics``    active units, KL per dimension, rate and distortion
+``applications``   anomaly scores, AUROC, augmentation, compression, imputation
+``estimators``     score-function vs pathwise gradient estimators (notebook 3)
+``toy_models``     the linear-Gaussian toy model with an exact posterior (notebook 2)
+``checks``         instant checks for the exercises, one module per notebook
+``pretrained``     trained models shared between notebooks (shipped weights, else cached)
+``weights``        the shipped weights' manifest and checksums
+``results``        the committed measurements the pages show
+``provenance``     commit, CPU, load average: where a number came from
+``bench``          the fair speed benchmark (each side in its own process)
+``cli``            ``python -m vae_course train|evaluate|bench``
 =================  =====================================================
 """
 __version__ = "0.1.0"
 
+# settings first: it points matplotlib and TorchInductor at the cache before they load
+from . import settings  # noqa: F401
 from .checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint, save_checkpoint
 from .data import DataNotFoundError, load_data
 from .device import get_device
 from .models import CVAE, VAE, Autoencoder, ConvVAE, build_model
 from .rng import seed_everything
 from .settings import smoke_mode
-from .train import TrainConfig, Trainer, TrainingDiverged, train_model
+from .train import TrainConfig, Trainer, TrainingDiverged, TrainingInterrupted, default_config, train_epoch, train_model
 
 __all__ = [
     "Autoencoder", "VAE", "ConvVAE", "CVAE", "build_model",
-    "TrainConfig", "Trainer", "TrainingDiverged", "train_model",
+    "TrainConfig", "Trainer", "TrainingDiverged", "TrainingInterrupted", "default_config", "train_epoch",
+    "train_model",
     "load_data", "DataNotFoundError", "get_device", "seed_everything", "smoke_mode",
     "load_checkpoint", "save_checkpoint", "model_from_checkpoint", "CheckpointError",
 ]
