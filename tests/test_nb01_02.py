@@ -44,3 +44,30 @@ def test_latent_grid_places_each_image_at_its_code():
     with pytest.raises(ValueError, match="below"):
         plots.latent_grid(model, (1.0, 0.0), (0.0, 1.0))
     plt.close("all")
+
+
+# ------------------------------------- notebook 1's holes = vae_course.latent_metrics
+def test_notebook_1s_inline_recipe_uses_the_package_defaults():
+    """Notebook 1 checks its inline hole and between-cluster numbers against `latent_metrics` with the
+    package's defaults, and notebook 7 reuses those defaults for the VAE: the settings must agree."""
+    import inspect
+    from pathlib import Path
+
+    import nbformat
+
+    from vae_course import latent_metrics
+
+    path = Path(__file__).resolve().parents[1] / "notebooks" / "01_autoencoder.ipynb"
+    code = "\n".join(c.source for c in nbformat.read(path, as_version=4).cells if c.cell_type == "code")
+    holes = inspect.signature(latent_metrics.hole_metrics).parameters
+    between = inspect.signature(latent_metrics.between_cluster_metrics).parameters
+    assert f"bins = {holes['bins'].default}\n" in code
+    assert f"g = torch.Generator().manual_seed({holes['seed'].default})\n" in code
+    assert f"[:{holes['n_reference'].default:_}]]" in code
+    assert f"torch.rand({holes['n_random'].default}, 2, generator=g)" in code
+    assert f"z_test[:{holes['n_random'].default}]" in code
+    assert f"t = torch.linspace(0, 1, {between['steps'].default})" in code
+    assert f"radius = {between['radius_fraction'].default} * (hi - lo).norm()" in code
+    # ... and the notebook calls both functions with those defaults, asserting equal numbers.
+    assert "latent_metrics.hole_metrics(z_train, z_test)" in code
+    assert "latent_metrics.between_cluster_metrics(z_train, data.train_y)" in code
