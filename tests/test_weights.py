@@ -114,8 +114,15 @@ def test_weights_trained_with_other_settings_are_not_used(shipped: Path, tmp_pat
     (other / manifest[NAME]["file"]).write_bytes((shipped / manifest[NAME]["file"]).read_bytes())
     (other / "manifest.json").write_text(json.dumps({"vae-mnist": manifest[NAME]}))
     assert "vae-mnist" in PRETRAINED
-    assert shipped_model("vae-mnist", other) is None
+    monkeypatch.setenv("VAE_COURSE_WEIGHTS", str(other))
+    with pytest.raises(Exception):  # pretrained() skips the copy and trains: stop it at once
+        monkeypatch.setenv("VAE_COURSE_DATA", str(tmp_path / "no-data"))
+        monkeypatch.setenv("VAE_COURSE_CACHE", str(tmp_path / "cache"))
+        pretrained("vae-mnist", verbose=False)
     assert "other settings" in capsys.readouterr().out
+    expected = {**manifest[NAME]["config"], "epochs": manifest[NAME]["config"]["epochs"] + 1}
+    assert shipped_model("vae-mnist", other, expected=expected) is None
+    assert shipped_model("vae-mnist", other, expected=manifest[NAME]["config"]) is not None
 
 
 def test_ship_refuses_weights_whose_fp16_copy_changes_the_elbo(checkpoint: Path, tmp_path: Path):

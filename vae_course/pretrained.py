@@ -23,6 +23,7 @@ from torch import nn
 from .checkpoint import load_checkpoint, model_from_checkpoint
 from .settings import cache_dir, smoke_mode
 from .train import TrainConfig, Trainer, affects_weights, default_config
+from .weights import shipped_history, shipped_model
 
 # The canonical PyTorch example's optimizer settings, given explicitly so that the
 # tuned recipe (train.default_config) does not apply: these models are the ones
@@ -100,9 +101,7 @@ def pretrained(name: str, verbose: bool = True, **overrides: Any) -> nn.Module:
     history) is ``pretrained_dir(name) / "checkpoint.pt"``.
     """
     if not overrides:  # known-good weights that ship with the package (VAE_COURSE_RETRAIN=1: train)
-        from .weights import shipped_model
-
-        shipped = shipped_model(name)
+        shipped = shipped_model(name, expected=_shipped_config(name))
         if shipped is not None:
             return shipped
     folder = pretrained_dir(name, **overrides)
@@ -126,7 +125,18 @@ def pretrained(name: str, verbose: bool = True, **overrides: Any) -> nn.Module:
     return trainer.model.cpu().eval()
 
 
+def _shipped_config(name: str) -> dict[str, Any] | None:
+    """The full-mode configuration a shipped copy of ``name`` must have been trained with
+    (shipped weights are full-mode models, so they stand in for smoke mode's too);
+    ``None`` for a name this package does not train (its shipped copy is taken as is)."""
+    return asdict(default_config(**PRETRAINED[name])) if name in PRETRAINED else None
+
+
 def pretrained_history(name: str, **overrides: Any) -> list[dict[str, float]]:
     """The per-epoch training history of a pretrained model (training it if needed)."""
+    if not overrides:
+        history = shipped_history(name, expected=_shipped_config(name))
+        if history is not None:
+            return history
     pretrained(name, verbose=False, **overrides)
     return load_checkpoint(pretrained_dir(name, **overrides) / "checkpoint.pt")["history"]

@@ -97,26 +97,38 @@ def _compared(config: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in config.items() if k not in _NOT_COMPARED}
 
 
-def shipped_model(name: str, directory: Path | None = None) -> nn.Module | None:
+def shipped_model(name: str, directory: Path | None = None,
+                  expected: dict[str, Any] | None = None) -> nn.Module | None:
     """The shipped model ``name`` in eval mode on the CPU, or ``None`` when there is none,
     when ``VAE_COURSE_RETRAIN=1``, or when it was trained with other settings than
-    ``pretrained(name)`` uses today (then ``pretrained`` trains, and says why)."""
+    ``expected`` (the training configuration the caller would use, as a dict; then the
+    caller trains, and this says why)."""
+    entry = _usable_entry(name, directory, expected)
+    if entry is None:
+        return None
+    model = build_model(entry["model_name"], **entry["model_config"])
+    model.load_state_dict(load_shipped(name, directory))
+    return model.eval()
+
+
+def shipped_history(name: str, directory: Path | None = None,
+                    expected: dict[str, Any] | None = None) -> list[dict[str, float]] | None:
+    """The per-epoch training history recorded when ``name``'s weights were shipped
+    (``None`` under the same conditions as :func:`shipped_model`)."""
+    entry = _usable_entry(name, directory, expected)
+    return None if entry is None else list(entry.get("history") or [])
+
+
+def _usable_entry(name: str, directory: Path | None, expected: dict[str, Any] | None) -> dict[str, Any] | None:
     if retrain_requested():
         return None
     entry = read_manifest(directory).get(name)
     if entry is None:
         return None
-    from dataclasses import asdict
-
-    from .pretrained import PRETRAINED
-    from .train import TrainConfig
-
-    if name in PRETRAINED and _compared(entry["config"]) != _compared(asdict(TrainConfig(**PRETRAINED[name]))):
-        print(f"The shipped weights of {name!r} were trained with other settings than pretrained() uses; training instead.")
+    if expected is not None and _compared(entry["config"]) != _compared(expected):
+        print(f"The shipped weights of {name!r} were trained with other settings than requested; training instead.")
         return None
-    model = build_model(entry["model_name"], **entry["model_config"])
-    model.load_state_dict(load_shipped(name, directory))
-    return model.eval()
+    return entry
 
 
 def fp16_state(model_state: dict[str, Tensor]) -> dict[str, Tensor]:
