@@ -39,27 +39,33 @@ def kb(field):
     with open("/proc/self/status") as f:
         return next(int(line.split()[1]) for line in f if line.startswith(field))
 
-for path in paths:
-    if measure:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")  # the peak (VmHWM) starts again from the current resident size
-        base = kb("VmRSS:")
+def attempt(path):
+    # Load, rebuild and restore one file, then train an epoch: (outcome, detail).
     try:
         state = load_checkpoint(path)
         model_from_checkpoint(state)  # what `evaluate` and Trainer.resume do first
         trainer.load_state(state)
     except CheckpointError as err:
-        outcome, detail = "refused", str(err)
+        return "refused", str(err)
     except BaseException as err:
-        outcome, detail = "error", f"{type(err).__name__}: {err}"
-    else:
-        try:
-            trainer.fit(epochs=trainer.epoch + 1)
-            outcome, detail = "trained", ""
-        except TrainingDiverged as err:  # a valid state with, say, a huge learning rate
-            outcome, detail = "diverged", str(err)
-        except BaseException as err:
-            outcome, detail = "error", f"after loading: {type(err).__name__}: {err}"
+        return "error", f"{type(err).__name__}: {err}"
+    weights = trainer.model.state_dict()
+    if trainer.epoch != state["epoch"] or any(not torch.equal(weights[k], v) for k, v in state["model_state"].items()):
+        return "error", "loaded, but the trainer does not hold what the file holds"
+    try:
+        trainer.fit(epochs=trainer.epoch + 1)
+    except TrainingDiverged as err:  # a valid state with, say, a huge learning rate
+        return "diverged", str(err)
+    except BaseException as err:
+        return "error", f"after loading: {type(err).__name__}: {err}"
+    return "trained", ""
+
+for path in paths:
+    if measure:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")  # the peak (VmHWM) starts again from the current resident size
+        base = kb("VmRSS:")
+    outcome, detail = attempt(path)
     peak = (kb("VmHWM:") - base) / 1024 if measure else None
     print(json.dumps({"path": path, "outcome": outcome, "detail": detail[:400], "peak_mb": peak}), flush=True)
 """

@@ -11,6 +11,7 @@ must load and train, and no file may raise the process's memory by more than
 from __future__ import annotations
 
 import copy
+import hashlib
 import math
 import struct
 import zipfile
@@ -182,13 +183,50 @@ CASES: dict[str, tuple[str, Mutation]] = {
 }
 
 
+# "raw" files get a made-up checksum (enough for the loader to hash what it
+# loaded); set True for an attacker's correct one (hashed in pieces, slower).
+REAL_CHECKSUMS = False
+
+
+def attackers_checksum(obj, h=None) -> str:
+    """The checkpoint SHA-256 (the same bytes as ``save_checkpoint`` hashes), computed
+    the way an attacker would for a 1-D zero-stride tensor: in pieces, never
+    expanding it."""
+    top = h is None
+    h = hashlib.sha256() if top else h
+    if isinstance(obj, torch.Tensor):
+        h.update(f"T{obj.dtype}{tuple(obj.shape)}".encode())
+        flat = obj if obj.dim() == 1 else obj.contiguous().reshape(-1)
+        for i in range(0, flat.numel(), 1 << 24):
+            h.update(flat[i : i + (1 << 24)].contiguous().view(torch.uint8).numpy().tobytes())
+    elif isinstance(obj, dict):
+        h.update(b"D")
+        for key in sorted(obj, key=repr):
+            h.update(repr(key).encode())
+            attackers_checksum(obj[key], h)
+    elif isinstance(obj, (list, tuple)):
+        h.update(b"L" if isinstance(obj, list) else b"U")
+        for item in obj:
+            attackers_checksum(item, h)
+    else:
+        h.update(f"V{type(obj).__name__}:{obj!r}".encode())
+    return h.hexdigest() if top else ""
+
+
 def _write(state: dict, how: str, path: Path) -> None:
     if how == "saved":
         save_checkpoint(state, path)
     elif how == "nochecksum":
         torch.save({k: v for k, v in state.items() if k != "checksum"}, path)
-    else:  # raw: a made-up checksum, so the old loader would hash what it loaded
-        torch.save({**state, "checksum": "0" * 64}, path)
+    else:
+        state = {k: v for k, v in state.items() if k != "checksum"}
+        checksum = "0" * 64
+        if REAL_CHECKSUMS:
+            try:
+                checksum = attackers_checksum(state)
+            except RuntimeError:  # a sparse tensor: no checksum can be computed
+                pass
+        torch.save({**state, "checksum": checksum}, path)
 
 
 def _write_case(base: dict, name: str, path: Path) -> None:
@@ -219,7 +257,11 @@ def write_deflated(base: dict, tmp: Path, path: Path) -> None:
     deflate-compressed, and the pickle patched to match: a file of under a
     megabyte that, read, makes a 640 MB tensor."""
     plain = tmp / "plain.pt"
-    save_checkpoint({**copy.deepcopy(base), "blob": torch.zeros(MARK)}, plain)
+    state = {k: v for k, v in copy.deepcopy(base).items() if k != "checksum"}
+    # the checksum of what the file will hold once patched (an attacker can compute it)
+    checksum = attackers_checksum({**state, "blob": torch.zeros(1).expand(DEFLATED_ELEMENTS)}) \
+        if REAL_CHECKSUMS else "0" * 64
+    torch.save({**state, "blob": torch.zeros(MARK), "checksum": checksum}, plain)
     old, new = b"J" + struct.pack("<i", MARK), b"J" + struct.pack("<i", DEFLATED_ELEMENTS)
     with zipfile.ZipFile(plain) as zin, zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as zout:
         for info in zin.infolist():

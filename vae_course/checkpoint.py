@@ -386,6 +386,20 @@ def _check_schedule(schedule: Any, label: str) -> None:
         raise fail(label, ": lr_schedule should be a dict with a 'name' and a finite, non-negative 'lr'")
 
 
+def _check_train_config_agrees(state: dict, config_type: type, label: str) -> None:
+    """``train_config`` must be a valid ``config_type`` and describe the model and
+    data the rest of the checkpoint holds."""
+    config = train_config_of(state, config_type)
+    saved = state["train_config"]
+    claims = {"model": state["model_name"], **state["model_config"],
+              **{k: state[k] for k in ("dataset", "binarize") if k in state}}
+    for key, value in claims.items():
+        if saved.get(key) is not None and saved[key] != value:
+            raise fail(label, f": train_config says {key}={saved[key]!r:.40} but the checkpoint holds {value!r:.40}; "
+                              f"it is damaged or was edited")
+    del config  # built only to validate
+
+
 def _checked_training_state(trainer: Any, state: Any, label: str) -> dict[str, Any]:
     """Check every part of ``state`` against ``trainer``; return the optimizer state to load."""
     state = migrate(state)
@@ -400,9 +414,7 @@ def _checked_training_state(trainer: Any, state: Any, label: str) -> dict[str, A
                           f"has a {getattr(model, 'name', type(model).__name__)!r} with "
                           f"{getattr(model, 'config', None)}")
     check_model_state(model, state["model_state"], label)
-    if state["train_config"].get("model", state["model_name"]) != state["model_name"]:
-        raise fail(label, f"train_config names model {state['train_config']['model']!r:.40} but the weights "
-                          f"are a {state['model_name']!r}; it is damaged or was edited")
+    _check_train_config_agrees(state, type(trainer.config), label)
     if len(state["history"]) != state["epoch"]:
         raise fail(label, f": history has {len(state['history'])} epochs but epoch is {state['epoch']}; it is "
                           f"damaged or was edited")
