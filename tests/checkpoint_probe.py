@@ -10,6 +10,7 @@ line: the outcome and the peak resident memory above the level before the file.
 """
 from __future__ import annotations
 
+import functools
 import json
 import os
 import subprocess
@@ -83,8 +84,10 @@ def probe(paths: list[Path], timeout: float = 240) -> tuple[subprocess.Completed
     return proc, results
 
 
+@functools.lru_cache(maxsize=1)
 def trained_state() -> dict:
-    """The training state of :data:`SMALL_CONFIG` after one epoch (real MNIST)."""
+    """The training state of :data:`SMALL_CONFIG` after one epoch (real MNIST),
+    made once per session: deep-copy it before editing."""
     from vae_course.checkpoint import training_state
     from vae_course.train import TrainConfig, Trainer
 

@@ -85,10 +85,10 @@ def _scalar_edit(value: Any, rng: random.Random) -> Any:
         return rng.choice([not value, 0, 1, "True", None])
     if isinstance(value, (int, float)):
         return rng.choice([-1, 0, 1, 10**12, 2**63, -(2**63), math.nan, math.inf, "7", None, True,
-                           value * 2, float(value) + 0.5, -value])
+                           value * 2, float(value) + 0.5, -value, torch.tensor(float(value)), torch.zeros(2)])
     if isinstance(value, str):
-        return rng.choice(["", "x" * 5000, "vae", "cvae", "conv-vae", "ae", None, 5, value.upper()])
-    return rng.choice([0, "none", [], {}])
+        return rng.choice(["", "x" * 5000, "vae", "cvae", "conv-vae", "ae", None, 5, value.upper(), torch.ones(3)])
+    return rng.choice([0, "none", [], {}, torch.zeros(2)])
 
 
 def _container_edit(value: Any, rng: random.Random) -> Any:

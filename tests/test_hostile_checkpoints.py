@@ -366,7 +366,7 @@ def test_every_hostile_file_is_refused_in_bounded_memory(probed):
     ("over_parameter_cap", "parameters, over this vae_course's limit"),
     ("nan_weights", "NaN or infinite weights in 'fc1.weight'"),
     ("negative_epoch", "epoch should be a whole number >= 0"),
-    ("other_class_cvae", "holds a 'cvae' model"),
+    ("other_class_cvae", "weights do not fit the 'cvae' model"),
     ("missing_checksum", "has no checksum"),
     ("version_newer", "upgrade vae_course"),
     ("many_records", "records (a checkpoint has at most"),

@@ -40,6 +40,7 @@ import dataclasses
 import hashlib
 import os
 import pickle
+import stat
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -137,9 +138,12 @@ def _read(path: Path, label: str) -> Any:
 
     The file is opened once, so the bytes checked are the bytes loaded.
     """
-    if path.is_dir():
-        raise fail(label, "is a folder, not a file: pass the checkpoint.pt inside it")
     try:
+        mode = path.stat().st_mode
+        if stat.S_ISDIR(mode):
+            raise fail(label, "is a folder, not a file: pass the checkpoint.pt inside it")
+        if not stat.S_ISREG(mode):  # a pipe would block, a device never end
+            raise fail(label, "is not a regular file (a pipe or a device?); pass a checkpoint.pt file")
         with open(path, "rb") as f:
             size = os.fstat(f.fileno()).st_size
             declared = check_archive(f, size, label)
@@ -400,8 +404,9 @@ def _check_train_config_agrees(state: dict, config_type: type, label: str) -> No
     del config  # built only to validate
 
 
-def _checked_training_state(trainer: Any, state: Any, label: str) -> dict[str, Any]:
-    """Check every part of ``state`` against ``trainer``; return the optimizer state to load."""
+def _checked_training_state(trainer: Any, state: Any, label: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Check every part of ``state`` against ``trainer``; return the state in the
+    current format and the optimizer state to load."""
     state = migrate(state)
     missing = [k for k in TRAINING_KEYS if k not in state]
     if missing:
@@ -425,7 +430,7 @@ def _checked_training_state(trainer: Any, state: Any, label: str) -> dict[str, A
     if trainer.noise_generator.device.type == "cpu":
         check_generator_state(state["noise_generator"], trainer.noise_generator, "noise_generator", label)
     _check_schedule(state.get("lr_schedule"), label)
-    return optimizer
+    return state, optimizer
 
 
 def restore_training_state(trainer: Any, state: dict[str, Any]) -> None:
@@ -438,7 +443,7 @@ def restore_training_state(trainer: Any, state: dict[str, Any]) -> None:
     generators' states), and only then loaded: a bad checkpoint raises
     :class:`CheckpointError` and leaves the trainer untouched.
     """
-    optimizer_state = _checked_training_state(trainer, state, "checkpoint")
+    state, optimizer_state = _checked_training_state(trainer, state, "checkpoint")
     load_weights(trainer.model, state)
     device = getattr(trainer, "device", None)
     if device is not None:

@@ -322,7 +322,7 @@ def _group_settings(saved: dict, current: dict, label: str) -> dict:
     foreach, capturable) stay as this optimizer was built for this device."""
     group = {k: v for k, v in current.items() if k != "params"}
     for key in _SAME_BEHAVIOUR:
-        if key in saved and key in current and saved[key] != current[key]:
+        if key in saved and key in current and (not isinstance(saved[key], bool) or saved[key] != current[key]):
             raise fail(label, f": optimizer setting {key}={saved[key]!r:.20} differs from this optimizer's "
                               f"{current[key]!r}; it cannot continue the same run")
     rules = {"lr": lambda v: is_finite_number(v) and v >= 0, "eps": lambda v: is_finite_number(v) and v > 0,
@@ -469,10 +469,10 @@ def _check_python_rng(state: Any, label: str) -> None:
 
 def _check_numpy_rng(state: Any, label: str) -> None:
     ok = isinstance(state, dict) and {"kind", "keys", "pos", "has_gauss", "cached"} <= set(state) \
-        and state["kind"] == "MT19937" and isinstance(state["keys"], Tensor) \
+        and isinstance(state["kind"], str) and state["kind"] == "MT19937" and isinstance(state["keys"], Tensor) \
         and state["keys"].dtype == torch.int64 and state["keys"].shape == (624,) \
-        and is_int(state["pos"]) and 0 <= state["pos"] <= 624 and state["has_gauss"] in (0, 1) \
-        and not isinstance(state["has_gauss"], bool) and is_finite_number(state["cached"])
+        and is_int(state["pos"]) and 0 <= state["pos"] <= 624 \
+        and is_int(state["has_gauss"]) and state["has_gauss"] in (0, 1) and is_finite_number(state["cached"])
     # NumPy does not check pos: a position past 624 reads beyond the key array.
     if ok:
         keys = state["keys"]
