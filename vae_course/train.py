@@ -476,6 +476,7 @@ class Trainer:
 
         restore_training_state(self, state)
 
+
 def train_model(config: TrainConfig | None = None, out_dir: str | Path | None = None, **overrides: Any) -> Trainer:
     """One-call training for notebooks: ``trainer = train_model(model="vae", epochs=5)``."""
     config = config or TrainConfig()
