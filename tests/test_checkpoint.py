@@ -11,12 +11,14 @@ import pytest
 import torch
 
 from vae_course.checkpoint import (
-    FORMAT_VERSION, CheckpointError, load_checkpoint, load_weights, model_from_checkpoint, save_checkpoint,
+    FORMAT_VERSION, CheckpointError, epoch_of, history_of, load_checkpoint, load_weights, migrate,
+    model_from_checkpoint, model_name_of, save_checkpoint, torch_version_of, train_config_of,
 )
 from vae_course.models import VAE, ConvVAE, build_model
 
 
 def make_state(model: torch.nn.Module | None = None, epoch: int = 3, **extra):
+    """A weights-only checkpoint dict (``extra`` adds or replaces fields)."""
     model = model or VAE(latent_dim=4, hidden_dim=16)
     return {
         "format_version": FORMAT_VERSION, "model_name": model.name, "model_config": dict(model.config),
@@ -167,3 +169,90 @@ def test_every_model_round_trips(tmp_path, name):
     path = save_checkpoint(make_state(model), tmp_path / f"{name}.pt")
     rebuilt = model_from_checkpoint(load_checkpoint(path, expect_model=name, expect_latent_dim=3))
     assert type(rebuilt) is type(model) and rebuilt.config == model.config
+
+
+# ---------------------------------------------------------------- the format's owner (issues 14 and 16)
+def test_version_1_files_are_migrated_and_newer_ones_refused(tmp_path):
+    path = save_checkpoint(make_state(format_version=1), tmp_path / "v1.pt")
+    state = load_checkpoint(path)
+    assert state["format_version"] == FORMAT_VERSION == 2
+    assert migrate(make_state(format_version=1))["format_version"] == 2
+    with pytest.raises(CheckpointError, match="newer than this vae_course reads.*upgrade vae_course"):
+        migrate(make_state(format_version=FORMAT_VERSION + 1))
+    with pytest.raises(CheckpointError, match="which no vae_course wrote"):
+        migrate(make_state(format_version="2"))
+
+
+def test_a_missing_checksum_is_an_error_that_says_how_to_add_one(tmp_path):
+    torch.save(make_state(), tmp_path / "c.pt")
+    with pytest.raises(CheckpointError, match="has no checksum.*save_checkpoint"):
+        load_checkpoint(tmp_path / "c.pt")
+
+
+def test_unreadable_places_are_not_called_corrupted(tmp_path):
+    (tmp_path / "run").mkdir()
+    with pytest.raises(CheckpointError, match="is a folder") as info:
+        load_checkpoint(tmp_path / "run")
+    assert "re-create" not in str(info.value)
+    path = save_checkpoint(make_state(), tmp_path / "c.pt")
+    if os.geteuid() != 0:  # root reads any file
+        path.chmod(0)
+        with pytest.raises(CheckpointError, match="cannot be read .*Permission denied.*not changed") as info:
+            load_checkpoint(path)
+        assert "corrupt" not in str(info.value)
+        path.chmod(0o644)
+    # damaged files: the advice keeps the file (no "re-create it")
+    path.write_bytes(path.read_bytes()[:100])
+    with pytest.raises(CheckpointError, match="truncated or corrupted") as info:
+        load_checkpoint(path)
+    assert "re-create" not in str(info.value) and "\n" not in str(info.value)
+
+
+def test_accessors_read_the_fields_without_indexing(tmp_path):
+    from dataclasses import dataclass
+
+    @dataclass
+    class Settings:
+        lr: float = 1.0
+        model: str = "vae"
+
+        def validate(self):
+            if not self.lr > 0:
+                raise ValueError(f"lr: must be positive, got {self.lr}")
+
+    state = make_state(train_config={"lr": 0.5, "model": "vae", "from_a_newer_version": 1}, torch_version="9.9")
+    assert train_config_of(state) == {"lr": 0.5, "model": "vae", "from_a_newer_version": 1}
+    assert train_config_of(state, Settings) == Settings(lr=0.5)  # unknown settings are ignored
+    with pytest.raises(CheckpointError, match="train_config is not valid: lr: must be positive"):
+        train_config_of(make_state(train_config={"lr": -1.0}), Settings)
+    with pytest.raises(CheckpointError, match="holds weights only"):
+        train_config_of(make_state())
+    history = history_of(state)
+    history[0]["loss"] = 0.0  # a copy: the state is unchanged
+    assert state["history"][0]["loss"] == 1.5 and epoch_of(state) == 3 and model_name_of(state) == "vae"
+    assert torch_version_of(state) == "9.9" and torch_version_of(make_state()) is None
+
+
+def test_dense_layouts_load_but_overlapping_memory_is_refused(tmp_path):
+    """channels_last weights (a conv model trained on a GPU) are dense: fine. A
+    zero-stride tensor is refused before the checksum would expand it."""
+    model = ConvVAE(latent_dim=3)
+    weights = {k: v.contiguous(memory_format=torch.channels_last) if v.dim() == 4 else v
+               for k, v in model.state_dict().items()}
+    path = save_checkpoint(make_state(model, model_state=weights), tmp_path / "cl.pt")
+    rebuilt = model_from_checkpoint(load_checkpoint(path))
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), rebuilt.state_dict().values()))
+    torch.save({**make_state(), "blob": torch.zeros(1).expand(10**9), "checksum": "0" * 64}, tmp_path / "z.pt")
+    with pytest.raises(CheckpointError, match="overlapping memory"):
+        load_checkpoint(tmp_path / "z.pt")
+
+
+def test_model_sizes_are_bounded_before_anything_is_built():
+    with pytest.raises(CheckpointError, match="hidden_dim should be an integer from 1 to 65536"):
+        model_from_checkpoint({**make_state(), "model_config": {"latent_dim": 4, "hidden_dim": 10**9}})
+    with pytest.raises(CheckpointError, match="parameters, over this vae_course's limit"):
+        model_from_checkpoint({**make_state(), "model_config": {"latent_dim": 4, "hidden_dim": 40_000}})
+    bad = make_state()
+    bad["model_state"]["fc1.weight"][0, 0] = float("nan")
+    with pytest.raises(CheckpointError, match="NaN or infinite weights in 'fc1.weight'"):
+        model_from_checkpoint(bad)

@@ -80,10 +80,64 @@ def evaluate_elbo(
     }
 
 
+# What one decoder pass of the IWAE estimate may use (bytes): small enough for a
+# learner's Colab (about 12.7 GB of RAM, 15 GB of T4 memory) with room to spare.
+DEFAULT_MEMORY_BUDGET = 512 * 2**20
+
+
+def iwae_bytes_per_sample(model: nn.Module, x: Tensor, y: Tensor | None = None) -> int:
+    """Estimated memory (bytes) one importance sample needs in a decoder pass.
+
+    Decodes one latent point with forward hooks on every submodule and counts:
+    twice the bytes of all their outputs (for functional operations and kernels'
+    work buffers that hooks do not see), four image-sized float32 tensors (the
+    repeated image, the logits and the loss's temporaries) and eight
+    latent-sized ones (``z``, ``eps`` and the log-densities' temporaries).
+
+    Args:
+        x: images ``(batch, 1, 28, 28)`` on the model's device (only ``x[:1]`` is used).
+    """
+    seen: list[int] = []
+
+    def count(module: nn.Module, inputs: object, output: object) -> None:
+        if isinstance(output, Tensor):
+            seen.append(output.numel() * output.element_size())
+
+    y1 = None if y is None else y[:1]
+    hooks = [m.register_forward_hook(count) for m in model.modules()]
+    try:
+        with torch.inference_mode():
+            mu, _ = model.encode(x[:1], y1)
+            seen.clear()  # only the decoder's outputs
+            logits = model.decode(torch.zeros_like(mu), y1)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return 2 * sum(seen) + 4 * 4 * logits.numel() + 8 * 4 * mu.shape[1]
+
+
+def _log_weights(model: nn.Module, x: Tensor, y: Tensor | None, mu: Tensor, std: Tensor, eps: Tensor) -> Tensor:
+    """``log w`` for images ``x`` ``(b, ...)`` with posteriors ``(b, d)`` and noise ``eps`` ``(b, k, d)``."""
+    b, k, d = eps.shape
+    z = mu.unsqueeze(1) + std.unsqueeze(1) * eps  # (batch, k, latent)
+    y_rep = None if y is None else y.repeat_interleave(k)
+    logits = model.decode(z.reshape(b * k, d), y_rep)
+    x_rep = x.repeat_interleave(k, dim=0)
+    log_px_z = -bernoulli_nll(logits, x_rep).view(b, k)
+    log_pz = Normal(0.0, 1.0).log_prob(z).sum(-1)
+    log_qz = Normal(mu.unsqueeze(1), std.unsqueeze(1)).log_prob(z).sum(-1)
+    return log_px_z + log_pz - log_qz
+
+
 def log_importance_weights(
-    model: nn.Module, x: Tensor, y: Tensor | None = None, k: int = 100, generator: torch.Generator | None = None
+    model: nn.Module, x: Tensor, y: Tensor | None = None, k: int = 100, generator: torch.Generator | None = None,
+    samples_per_pass: int | None = None,
 ) -> Tensor:
     """``log w = log p(x|z) + log p(z) - log q(z|x)`` for ``k`` samples per image.
+
+    All the noise is drawn first, in one ``(batch, k, latent)`` tensor, so the
+    numbers do not depend on ``samples_per_pass``, which only says how many
+    samples go through the decoder at once (``None``: all ``batch * k``).
 
     Args:
         x: ``(batch, 1, 28, 28)`` images on the model's device.
@@ -95,14 +149,37 @@ def log_importance_weights(
     std = torch.exp(0.5 * logvar)
     b, d = mu.shape
     eps = torch.randn(b, k, d, device=mu.device, generator=generator)
-    z = mu.unsqueeze(1) + std.unsqueeze(1) * eps  # (batch, k, latent)
-    y_rep = None if y is None else y.repeat_interleave(k)
-    logits = model.decode(z.reshape(b * k, d), y_rep)
-    x_rep = x.repeat_interleave(k, dim=0)
-    log_px_z = -bernoulli_nll(logits, x_rep).view(b, k)
-    log_pz = Normal(0.0, 1.0).log_prob(z).sum(-1)
-    log_qz = Normal(mu.unsqueeze(1), std.unsqueeze(1)).log_prob(z).sum(-1)
-    return log_px_z + log_pz - log_qz
+    per_pass = b * k if samples_per_pass is None else max(1, samples_per_pass)
+    if per_pass >= b * k:
+        return _log_weights(model, x, y, mu, std, eps)
+    out = torch.empty(b, k, device=mu.device)
+    images = max(1, per_pass // k)  # whole images per pass, or slices of one image's k samples
+    width = min(k, per_pass)
+    for i in range(0, b, images):
+        rows = slice(i, i + images)
+        for s in range(0, k, width):
+            cols = slice(s, s + width)
+            out[rows, cols] = _log_weights(model, x[rows], None if y is None else y[rows], mu[rows], std[rows],
+                                           eps[rows, cols])
+    return out
+
+
+def _iwae_plan(model: nn.Module, x: Tensor, y: Tensor | None, k: int, samples_per_pass: int,
+               memory_budget: int) -> tuple[int, int, int]:
+    """``(k_chunk, images_per_pass, decoder_samples)``: how the noise is drawn
+    (``images_per_pass`` images times ``k_chunk`` samples at a time, as before the
+    budget existed) and how many samples the decoder takes at once.
+
+    The noise drawn at once, ``(images, k_chunk, latent)`` float32 plus the
+    latent temporaries, is kept within a quarter of the budget: only a model
+    with a latent size above about 300 draws it in smaller pieces (and so gets
+    other random numbers than with the unbounded layout)."""
+    device = _device_of(model)
+    per_sample = iwae_bytes_per_sample(model, x[:1].to(device), None if y is None else y[:1].to(device))
+    latent = model.encode(x[:1].to(device), None if y is None else y[:1].to(device))[0].shape[1]
+    draw = min(max(1, samples_per_pass), max(1, memory_budget // (4 * 4 * 4 * latent)))
+    k_chunk = min(k, draw)
+    return k_chunk, max(1, draw // k_chunk), max(1, memory_budget // per_sample)
 
 
 @torch.inference_mode()
@@ -114,13 +191,19 @@ def iwae_nll(
     samples_per_pass: int = 100_000,
     seed: int = EVAL_SEED,
     progress: bool = True,
+    memory_budget: int = DEFAULT_MEMORY_BUDGET,
 ) -> dict[str, float]:
     """The importance-weighted estimate of ``-log p(x)``, in nats per example.
 
     ``-(logsumexp_k log w_k - log K)`` averaged over images (Burda et al. 2015).
     Its expectation is an *upper bound* on the true NLL that tightens as ``k``
-    grows. Computed in chunks of about ``samples_per_pass`` decoder passes so
-    that ``k = 5000`` fits in memory, in float32 throughout.
+    grows. In float32 throughout.
+
+    Memory: the decoder sees at most ``memory_budget`` bytes' worth of samples
+    at once (estimated by :func:`iwae_bytes_per_sample`; 512 MB by default),
+    whatever the model and ``k``. ``samples_per_pass`` only lays out the random
+    draws (noise for about that many samples is drawn at a time, as before the
+    budget existed), so the numbers for a seed do not depend on the budget.
 
     Returns ``{"nll", "nll_stderr", "k", "n"}``.
     """
@@ -128,12 +211,13 @@ def iwae_nll(
         raise ValueError(f"k: the number of importance samples must be a positive integer, got {k!r}")
     if not getattr(model, "is_variational", False):
         raise TypeError("model: the IWAE estimate needs a variational model (one with encode -> (mu, logvar))")
+    if not isinstance(memory_budget, int) or memory_budget <= 0:
+        raise ValueError(f"memory_budget: must be a positive number of bytes, got {memory_budget!r}")
     device = _device_of(model)
     gen = _generator(device, seed)
-    k_chunk = min(k, max(1, samples_per_pass))
-    images_per_pass = max(1, samples_per_pass // k_chunk)
     was_training = model.training
     model.eval()
+    k_chunk, images_per_pass, decoder_samples = _iwae_plan(model, x, y, k, samples_per_pass, memory_budget)
     out = []
     batches = list(_batches(x, y, images_per_pass))
     for xb, yb in tqdm(batches, desc=f"IWAE k={k}", disable=not progress, leave=False):
@@ -141,7 +225,7 @@ def iwae_nll(
         yb = None if yb is None else yb.to(device)
         chunks = []
         for start in range(0, k, k_chunk):
-            chunks.append(log_importance_weights(model, xb, yb, min(k_chunk, k - start), gen))
+            chunks.append(log_importance_weights(model, xb, yb, min(k_chunk, k - start), gen, decoder_samples))
         out.append(iwae_log_likelihood(torch.cat(chunks, dim=1)).cpu())
     model.train(was_training)
     nll, se = _mean_and_stderr(-torch.cat(out))

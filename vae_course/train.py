@@ -557,29 +557,9 @@ class Trainer:
 
     def state_dict(self, interrupted: bool = False) -> dict[str, Any]:
         """Everything needed to continue exactly where training stopped."""
-        return {
-            "format_version": FORMAT_VERSION,
-            "vae_course_version": __version__,
-            "model_name": self.config.model,
-            "model_config": dict(self.model.config),
-            "model_state": {k: v.detach().cpu() for k, v in self.model.state_dict().items()},
-            "optimizer_state": self.optimizer.state_dict(),
-            "scaler_state": self.scaler.state_dict(),
-            "train_config": asdict(self.config),
-            "dataset": self.config.dataset,
-            "binarize": self.config.binarize,
-            "epoch": self.epoch,
-            "interrupted": interrupted,
-            "history": self.history,
-            "rng": get_rng_state(),
-            "data_generator": self.data_generator.get_state(),
-            "noise_generator": self.noise_generator.get_state(),
-            # The schedule is a function of progress (epoch, step) and these settings,
-            # so they are all it needs to continue exactly.
-            "lr_schedule": {"name": self.config.lr_schedule, "base_lr": self.config.lr,
-                            "epochs": self.config.epochs, "lr": self.optimizer.param_groups[0]["lr"]},
-            "torch_version": str(torch.__version__),
-        }
+        from .checkpoint import training_state
+
+        return training_state(self, interrupted)
 
     def save(self, interrupted: bool = False) -> Path | None:
         """Write ``checkpoint.pt`` and ``metrics.json`` to ``out_dir`` (if set), each atomically."""
@@ -621,22 +601,11 @@ class Trainer:
         return trainer
 
     def load_state(self, state: dict[str, Any]) -> None:
-        """Restore weights, optimizer, history and every random-number state."""
-        load_weights(self.model, state)
-        self.model.to(self.device)
-        self.optimizer.load_state_dict(state["optimizer_state"])
-        if "scaler_state" in state and state["scaler_state"]:
-            self.scaler.load_state_dict(state["scaler_state"])
-        self.epoch = int(state["epoch"])
-        self.history = list(state["history"])
-        set_rng_state(state["rng"])
-        self.data_generator.set_state(state["data_generator"])
-        if self.noise_generator.device.type == "cpu":
-            self.noise_generator.set_state(state["noise_generator"])
-        schedule = state.get("lr_schedule")  # absent in checkpoints from before schedules existed
-        if schedule and schedule["name"] == self.config.lr_schedule:
-            for group in self.optimizer.param_groups:  # the next step recomputes it from progress
-                group["lr"] = schedule["lr"]
+        """Restore weights, optimizer, history and every random-number state
+        (all validated first: a bad checkpoint is a CheckpointError, nothing loaded)."""
+        from .checkpoint import restore_training_state
+
+        restore_training_state(self, state)
 
 
 
