@@ -11,8 +11,12 @@
 """
 from __future__ import annotations
 
+import ast
+import inspect
 import math
+from pathlib import Path
 
+import nbformat
 import pytest
 import torch
 from hypothesis import given, settings
@@ -24,40 +28,27 @@ from vae_course import losses, models
 
 
 # ------------------------------------------------------- the seed's VAE, completed
-class SeedVAE(nn.Module):
-    """The seed guide's class, verbatim (only the name changed)."""
-
-    def __init__(self):
-        super().__init__()
-        self.fc1 = nn.Linear(784, 400)
-        self.fc21 = nn.Linear(400, 20)  # mean
-        self.fc22 = nn.Linear(400, 20)  # variance
-
-    def encode(self, x):
-        h = torch.relu(self.fc1(x))
-        return self.fc21(h), self.fc22(h)
+NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "05_full_vae.ipynb"
 
 
-class CompleteVAE(SeedVAE):
-    """The completion written in notebook 5."""
+def _cell(text: str) -> str:
+    """The source of the one code cell of notebook 5 that contains ``text`` (read, never copied)."""
+    cells = [c.source for c in nbformat.read(NOTEBOOK, as_version=4).cells
+             if c.cell_type == "code" and text in c.source]
+    assert len(cells) == 1, f"expected one cell of notebook 5 with {text!r}, found {len(cells)}"
+    return cells[0]
 
-    def __init__(self):
-        super().__init__()
-        self.fc3 = nn.Linear(20, 400)
-        self.fc4 = nn.Linear(400, 784)
 
-    def decode(self, z):
-        return self.fc4(torch.relu(self.fc3(z))).view(-1, 1, 28, 28)
-
-    def reparameterize(self, mu, logvar):
-        return mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)
-
-    def forward(self, x):
-        mu, logvar = self.encode(x.view(-1, 784))
-        return self.decode(self.reparameterize(mu, logvar)), mu, logvar
+def _notebook_classes() -> dict:
+    """Run notebook 5's own cells that define the seed's class and its completion."""
+    namespace: dict = {}
+    exec(_cell("class VAE(nn.Module):"), namespace)
+    exec(_cell("class CompleteVAE(VAE):"), namespace)
+    return namespace
 
 
 def test_completed_seed_vae_is_the_package_vae():
+    CompleteVAE = _notebook_classes()["CompleteVAE"]
     torch.manual_seed(0)
     mine = CompleteVAE()
     torch.manual_seed(0)
@@ -144,3 +135,45 @@ def test_bernoulli_entropy_rejects_bad_input():
     with pytest.raises(TypeError):
         losses.bernoulli_entropy([[0.5]])
 
+
+
+# ------------------------------------------------ the loop the learner reads
+def test_notebook_shows_the_package_loop_itself():
+    """Notebook 5 prints ``train_epoch``'s own source: no second copy exists to drift."""
+    cell = _cell("inspect.getsource(train_epoch)")
+    assert "from vae_course.train import train_epoch" in cell
+
+
+def test_trainer_runs_train_epoch_at_its_core(monkeypatch, tiny_data):
+    """Every Trainer epoch is one call of the function notebook 5 shows (a pass-through spy)."""
+    from vae_course import train
+
+    calls = []
+    real = train.train_epoch
+
+    def spy(*args, **kwargs):
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(train, "train_epoch", spy)
+    config = train.TrainConfig(model="vae", epochs=2, limit_train=len(tiny_data.train_x),
+                               limit_test=len(tiny_data.test_x), log_every=5)
+    train.Trainer(config, data=tiny_data, progress=False, log=None).fit()
+    assert len(calls) == 2
+
+
+def _function_body(source: str, name: str) -> str:
+    fn = next(n for n in ast.walk(ast.parse(source)) if isinstance(n, ast.FunctionDef) and n.name == name)
+    body = [b for b in fn.body if not (isinstance(b, ast.Expr) and isinstance(b.value, ast.Constant))]
+    return ast.dump(ast.Module(body=body, type_ignores=[]))
+
+
+def test_capstone_solution_is_the_checks_reference():
+    """The folded solution of the capstone is the reference the check trains with."""
+    from vae_course.checks.train_step import train_step_solution
+
+    solution = _cell("# @title Solution\ndef train_step(")
+    assert _function_body(solution, "train_step") == _function_body(
+        inspect.getsource(train_step_solution), "train_step_solution")
+    stub = _cell("def train_step(model, optimizer, x):\n    # Your code")
+    assert "raise NotImplementedError" in stub
