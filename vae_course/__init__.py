@@ -37,7 +37,7 @@ imported from here. Where things live:
 ``cli``            ``python -m vae_course train|evaluate|bench``
 =================  =====================================================
 """
-__version__ = "0.1.0"
+from .version import __version__
 
 # settings first: it points matplotlib and TorchInductor at the cache before they load
 from . import settings  # noqa: F401

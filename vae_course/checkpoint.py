@@ -353,7 +353,7 @@ def training_state(trainer: Any, interrupted: bool = False) -> dict[str, Any]:
     ``lr``, ``lr_schedule``, ``epochs``), ``model``, ``optimizer``, ``scaler``,
     ``epoch``, ``history``, ``data_generator`` and ``noise_generator``.
     """
-    from . import __version__
+    from .version import __version__
 
     cfg = trainer.config
     return {

@@ -40,7 +40,7 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from . import __version__
+from .version import __version__
 from .checkpoint import FORMAT_VERSION, load_checkpoint, load_weights, model_from_checkpoint, save_checkpoint
 from .data import DataSplits, load_data, tensor_batches
 from .device import get_device
