@@ -81,7 +81,7 @@ def kl_explorer(mu: float = 1.0, logvar: float = -1.0):
 
 
 # --------------------------------------------------------------- latent explorer
-def _png_bytes(probabilities: "torch.Tensor", scale: int) -> bytes:
+def _encode_png(probabilities: "torch.Tensor", scale: int) -> bytes:
     """A ``(28, 28)`` tensor of pixel probabilities in [0, 1] as PNG bytes, each
     pixel drawn as a ``scale × scale`` block (nearest neighbour: no blur)."""
     import io
@@ -192,7 +192,7 @@ if _widgets is not None:
             self._redraw()
 
         def _redraw(self) -> None:
-            self.image.value = _png_bytes(self.decoded(), self.scale)
+            self.image.value = _encode_png(self.decoded(), self.scale)
             shown = ", ".join(f"{v:.2f}" for v in self.z[:8].tolist()) + (", …" if len(self.z) > 8 else "")
             self.readout.value = f"<code>z = ({shown})</code>"
 
