@@ -289,12 +289,25 @@ def _train_distributed(args: argparse.Namespace) -> int:
             trainer.fit()
             path = _write_images(trainer, out) if ctx.is_main else None
             ctx.barrier()  # the run is complete on disk before any rank reports success
+        except TrainingInterrupted as err:
+            # Every rank is leaving with 128 + n; torchrun sends SIGTERM to the ranks still alive
+            # once the first has exited, which must not turn their exit into a kill.
+            _ignore_stop_signals()
+            if ctx.is_main:
+                raise
+            raise TrainingInterrupted(f"Rank {ctx.rank} stopped with the others.", err.signum) from None
         finally:
             if folder is not None:
                 folder.release()
     if path is not None:
         print(f"Generated new images successfully: {path}")
     return 0
+
+
+def _ignore_stop_signals() -> None:
+    for name in ("SIGINT", "SIGTERM", "SIGHUP"):
+        if hasattr(signal, name):
+            signal.signal(getattr(signal, name), signal.SIG_IGN)
 
 
 SUBSET_SEED = 0  # the same random test images for every --sample-test N run
@@ -405,7 +418,8 @@ def _signals_raise_while_starting() -> Iterator[None]:
         yield
     finally:
         for signum, handler in previous.items():
-            signal.signal(signum, handler)
+            if signal.getsignal(signum) is stop:  # not if replaced on purpose (a torchrun rank leaving)
+                signal.signal(signum, handler)
 
 
 def _quiet_stdout() -> None:
