@@ -17,7 +17,7 @@ import torch
 
 from vae_course.distributed import (DistContext, ShardedObjective, agree_signal, all_reduce_sums, broadcast_flag,
                                     evaluate_sharded, global_mean, launched_by_torchrun, shard, shard_sizes,
-                                    sharded_noise, wrap_model)
+                                    wrap_model)
 from vae_course.evaluate import evaluate_elbo
 from vae_course.losses import objective_terms
 from vae_course.models import VAE

@@ -37,6 +37,9 @@ pytestmark = needs_mnist
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
 ONE = [sys.executable]
 DATA = ["--device", "cpu", "--limit-train", "2000", "--limit-test", "500", "--no-progress"]
+# 5,000 test images: 3 evaluation batches of at most 2,000, so rank 0 evaluates two and rank 1 one
+# (with 500 test images rank 0 would evaluate them all and the sharded evaluation would go untested).
+SPLIT_TEST = ("--limit-test", "5000")
 RUN_TIMEOUT_S = 300  # one run (two ranks share a loaded 2-core machine); a hang fails the test
 STOP_TIMEOUT_S = 120  # from SIGTERM to torchrun gone (torchrun itself kills a rank 30 s after its SIGTERM)
 REL_LOSS, ABS_WEIGHTS = 1e-5, 1e-4
@@ -66,12 +69,13 @@ def _history(out: Path) -> list[dict]:
 def runs(tmp_path_factory):
     """2 epochs at (global) batch 100: on 1 process and on 2 ranks."""
     root = tmp_path_factory.mktemp("torchrun")
-    procs = {name: _train(launcher, root / name, "--epochs", "2", "--batch-size", "100")
+    procs = {name: _train(launcher, root / name, "--epochs", "2", "--batch-size", "100", *SPLIT_TEST)
              for name, launcher in (("one", ONE), ("two", TORCHRUN))}
     return root, procs
 
 
 def test_two_ranks_train_like_one_process(runs):
+    """The same losses, test losses (each test image evaluated once, by one rank) and weights."""
     root, procs = runs
     one, two = _history(root / "one"), _history(root / "two")
     assert len(one) == len(two) == 2 and one[1]["loss"] < one[0]["loss"]  # it trains
@@ -103,7 +107,7 @@ def test_uneven_slices_keep_the_mean_exact(tmp_path):
 def test_resume_on_two_ranks_equals_one_go(runs, tmp_path):
     root, _ = runs
     out = tmp_path / "resumed"
-    _train(TORCHRUN, out, "--epochs", "1", "--batch-size", "100")
+    _train(TORCHRUN, out, "--epochs", "1", "--batch-size", "100", *SPLIT_TEST)
     _train(TORCHRUN, out, "--epochs", "2", "--resume")
     assert history_without_timings(_history(out)) == history_without_timings(_history(root / "two"))
     w_resumed, w_one_go = _weights(out), _weights(root / "two")

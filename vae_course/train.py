@@ -531,6 +531,16 @@ class Trainer:
         beta_kl = sums.beta_kl if isinstance(sums.beta_kl, float) else all_reduce_sums(sums.beta_kl.clone(), self._ctx)
         return EpochSums(recon_kl, beta_kl, sums.count, sums.stopped)
 
+    def _same_gpu_noise_on_every_rank(self, state: dict[str, Any]) -> None:
+        """Under torchrun on GPUs: give this rank's GPU the generator state of rank 0's GPU.
+
+        The checkpoint holds every GPU's state as rank 0's process saw them, and only
+        GPU 0 was the one in use; the ranks draw the global batch's noise from their
+        own GPU's default generator, so all must continue from GPU 0's state."""
+        cuda_states = state.get("rng", {}).get("cuda")
+        if self._ctx is not None and self.device.type == "cuda" and cuda_states:
+            torch.cuda.set_rng_state(cuda_states[0], self.device)
+
     def _stop_agreed(self, stop: StopSignals) -> bool:
         """Did any rank get a stop signal? One process: this one's flag. Under torchrun a
         collective (on the CPU) that every rank makes at the same points; a rank that got
@@ -728,16 +738,6 @@ class Trainer:
             if log:
                 log(f"Continuing at learning rate {config.lr:g} (the run so far used {saved.lr:g}).")
         return trainer
-
-    def _same_gpu_noise_on_every_rank(self, state: dict[str, Any]) -> None:
-        """Under torchrun on GPUs: give this rank's GPU the generator state of rank 0's GPU.
-
-        The checkpoint holds every GPU's state as rank 0's process saw them, and only
-        GPU 0 was the one in use; the ranks draw the global batch's noise from their
-        own GPU's default generator, so all must continue from GPU 0's state."""
-        cuda_states = state.get("rng", {}).get("cuda")
-        if self._ctx is not None and self.device.type == "cuda" and cuda_states:
-            torch.cuda.set_rng_state(cuda_states[0], self.device)
 
     def load_state(self, state: dict[str, Any]) -> None:
         """Restore weights, optimizer, history and every random-number state."""
