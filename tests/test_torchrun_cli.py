@@ -108,7 +108,7 @@ def test_resume_on_two_ranks_equals_one_go(runs, tmp_path):
     root, _ = runs
     out = tmp_path / "resumed"
     _train(TORCHRUN, out, "--epochs", "1", "--batch-size", "100", *SPLIT_TEST)
-    _train(TORCHRUN, out, "--epochs", "2", "--resume")
+    _train(TORCHRUN, out, "--epochs", "2", "--resume", *SPLIT_TEST)
     assert history_without_timings(_history(out)) == history_without_timings(_history(root / "two"))
     w_resumed, w_one_go = _weights(out), _weights(root / "two")
     assert all(torch.equal(w_resumed[k], w_one_go[k]) for k in w_one_go)
