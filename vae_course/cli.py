@@ -25,6 +25,7 @@ from torch import Tensor
 from .checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint
 from .data import BINARIZE_MODES, DATASETS, DataNotFoundError, load_data
 from .device import DEVICE_CHOICES, device_name, get_device
+from .distributed import DistContext, broadcast_flag, launched_by_torchrun
 from .evaluate import evaluate_elbo, iwae_nll
 from .models import MODELS
 from .plots import reconstruction_pairs, save_grid
@@ -52,6 +53,17 @@ samples.png (new images from the prior) and reconstructions.png.
 Press Ctrl-C once (or send SIGTERM / SIGHUP) to stop cleanly: the step finishes, the checkpoint
 is saved and the resume command printed. A folder that already holds a run is refused unless you
 add --resume (continue it) or --overwrite (replace it); two runs cannot share one --out.
+
+Several processes or GPUs: launch the same command with PyTorch's torchrun, one process per GPU:
+  torchrun --nproc_per_node 4 -m vae_course train --device cuda --out runs/ddp ...   # 4 GPUs, NCCL
+  torchrun --nproc_per_node 2 -m vae_course train --device cpu --out runs/ddp ...    # 2 CPU processes, gloo
+--batch-size is then the global batch: each process trains on its slice of every batch and
+DistributedDataParallel averages the gradients, so N processes compute what one process computes
+with the same --batch-size (up to float rounding). Rank 0 alone prints, writes the checkpoint,
+metrics and images; --resume and Ctrl-C/SIGTERM work as with one process (a signal to any rank
+stops all after the same step). Expect near-linear speed-up while each GPU's share of the batch
+keeps it busy, less once the per-GPU batch gets small; MNIST is too small to need it. Not with
+--free-bits (its floor would apply per slice) or --compile.
 """
 
 EXIT_CODES = """\
@@ -234,6 +246,8 @@ def _write_images(trainer: Trainer, out: Path) -> Path:
 
 
 def _train(args: argparse.Namespace) -> int:
+    if launched_by_torchrun():
+        return _train_distributed(args)
     out = Path(args.out)
     progress = not args.no_progress
     # The folder is checked (writable, not holding another run unless --resume/--overwrite) and
@@ -249,6 +263,51 @@ def _train(args: argparse.Namespace) -> int:
         path = _write_images(trainer, out)
     print(f"Generated new images successfully: {path}")
     return 0
+
+
+def _train_distributed(args: argparse.Namespace) -> int:
+    """``_train`` on one rank of a torchrun job: rank 0 owns the folder, prints and writes the images."""
+    out = Path(args.out)
+    with DistContext.from_env(args.device or "auto") as ctx:
+        folder, problem = None, None
+        if ctx.is_main:  # the lock and the folder checks: rank 0 alone, before any rank reads a checkpoint
+            try:
+                folder = open_run_folder(out, resume=args.resume, overwrite=args.overwrite)
+            except (RunFolderError, OSError) as err:
+                problem = err
+        if broadcast_flag(problem is not None, ctx):
+            raise problem or RunFolderError(f"--out: rank 0 could not use {out} (its error says why)")
+        try:
+            settings = {**_given_settings(args), "device": ctx.device.type}  # the device the ranks really use
+            progress = not args.no_progress
+            if args.resume:
+                trainer = Trainer.resume(out, progress=progress, dist=ctx, **settings)
+            else:
+                trainer = Trainer(config=default_config(**settings), out_dir=out, progress=progress, dist=ctx)
+            if trainer.epoch >= trainer.config.epochs and ctx.is_main:
+                print(f"Nothing to do: the checkpoint already has {trainer.epoch} of {trainer.config.epochs} epochs.")
+            trainer.fit()
+            path = _write_images(trainer, out) if ctx.is_main else None
+            ctx.barrier()  # the run is complete on disk before any rank reports success
+        except TrainingInterrupted as err:
+            # Every rank is leaving with 128 + n; torchrun sends SIGTERM to the ranks still alive
+            # once the first has exited, which must not turn their exit into a kill.
+            _ignore_stop_signals()
+            if ctx.is_main:
+                raise
+            raise TrainingInterrupted(f"Rank {ctx.rank} stopped with the others.", err.signum) from None
+        finally:
+            if folder is not None:
+                folder.release()
+    if path is not None:
+        print(f"Generated new images successfully: {path}")
+    return 0
+
+
+def _ignore_stop_signals() -> None:
+    for name in ("SIGINT", "SIGTERM", "SIGHUP"):
+        if hasattr(signal, name):
+            signal.signal(getattr(signal, name), signal.SIG_IGN)
 
 
 SUBSET_SEED = 0  # the same random test images for every --sample-test N run
@@ -359,7 +418,8 @@ def _signals_raise_while_starting() -> Iterator[None]:
         yield
     finally:
         for signum, handler in previous.items():
-            signal.signal(signum, handler)
+            if signal.getsignal(signum) is stop:  # not if replaced on purpose (a torchrun rank leaving)
+                signal.signal(signum, handler)
 
 
 def _quiet_stdout() -> None:

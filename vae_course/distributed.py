@@ -26,20 +26,22 @@ How a step is split (data parallelism, *DistributedDataParallel*):
 * running sums (losses, counts) are added across ranks with
   :func:`all_reduce_sums`; evaluation splits the test set into disjoint slices
   (:func:`evaluate_sharded`), so no image is counted twice;
-* a stop request (Ctrl-C or SIGTERM) on *any* rank is shared with
-  :func:`broadcast_flag`, checked by every rank at the same steps, so all ranks
-  stop after the same step and rank 0 alone writes the checkpoint.
+* a stop request (Ctrl-C, SIGTERM, SIGHUP) on *any* rank is shared with
+  :func:`agree_signal` after every step, so all ranks stop after the same step
+  and rank 0 alone writes the checkpoint.
+
+:class:`vae_course.train.Trainer` does all of this when it is given a
+distributed context (the CLI passes one under ``torchrun``); with one process
+it runs exactly the one-process code.
 """
 from __future__ import annotations
 
 import datetime as dt
 import math
 import os
-import signal
-import threading
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Iterator, Mapping
+from typing import Any, Iterator, Mapping
 
 import torch
 import torch.distributed as dist
@@ -89,6 +91,10 @@ class DistContext:
     world_size: int = 1
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     backend: str | None = None
+    local_world_size: int = 1  # processes on this machine (torchrun's --nproc_per_node)
+    # A gloo group for small control messages (stop flags, barriers): on the CPU, so
+    # agreeing on a flag never waits for the GPU. None: the default group is gloo already.
+    control_group: Any = None
 
     @classmethod
     def local(cls, device: str = "auto") -> "DistContext":
@@ -115,9 +121,12 @@ class DistContext:
         backend = backend or ("nccl" if dev.type == "cuda" else "gloo")
         if dev.type == "cuda":
             torch.cuda.set_device(dev)
+        timeout = dt.timedelta(seconds=timeout_s)
         if not dist.is_initialized():
-            dist.init_process_group(backend, rank=rank, world_size=world, timeout=dt.timedelta(seconds=timeout_s))
-        return cls(rank=rank, local_rank=local_rank, world_size=world, device=dev, backend=backend)
+            dist.init_process_group(backend, rank=rank, world_size=world, timeout=timeout)
+        control = dist.new_group(backend="gloo", timeout=timeout) if backend != "gloo" else None
+        return cls(rank=rank, local_rank=local_rank, world_size=world, device=dev, backend=backend,
+                   local_world_size=int(env.get("LOCAL_WORLD_SIZE", world)), control_group=control)
 
     @property
     def is_distributed(self) -> bool:
@@ -130,9 +139,10 @@ class DistContext:
         return self.rank == 0
 
     def barrier(self) -> None:
-        """Wait until every rank gets here (no-op on one process)."""
+        """Wait until every rank gets here (no-op on one process). On the CPU (gloo):
+        it orders the ranks' host code (files written), not the GPU's work."""
         if self.is_distributed:
-            dist.barrier(device_ids=[self.device.index]) if self.device.type == "cuda" else dist.barrier()
+            dist.barrier(group=self.control_group)
 
     @contextmanager
     def main_first(self) -> Iterator[None]:
@@ -215,49 +225,34 @@ def all_reduce_sums(tensor: Tensor, ctx: DistContext) -> Tensor:
     return tensor
 
 
+def _all_max(value: int, ctx: DistContext) -> int:
+    """The largest ``value`` over all ranks, through the CPU control group (no GPU sync)."""
+    t = torch.tensor([value], dtype=torch.int64)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX, group=ctx.control_group)
+    return int(t.item())
+
+
 def broadcast_flag(flag: bool, ctx: DistContext) -> bool:
-    """True on every rank if ``flag`` is True on *any* rank (a stop request, for one).
+    """True on every rank if ``flag`` is True on *any* rank.
 
     A collective: every rank must call it at the same step, or the ranks wait
     for each other until the process group's timeout.
     """
     if not ctx.is_distributed:
         return bool(flag)
-    t = torch.tensor([1 if flag else 0], dtype=torch.int32, device=ctx.device)
-    dist.all_reduce(t, op=dist.ReduceOp.MAX)
-    return bool(t.item())
+    return bool(_all_max(1 if flag else 0, ctx))
 
 
-class StopSignals:
-    """Turn SIGINT (Ctrl-C) and SIGTERM (a scheduler's stop) into a flag the loop
-    checks between steps, so the current step finishes and all ranks can agree
-    (:func:`broadcast_flag`) to stop at the same step. A second Ctrl-C stops at once.
+def agree_signal(signum: int | None, ctx: DistContext) -> int | None:
+    """The stop signal any rank received (the highest number if several), or ``None``.
+
+    Every rank calls it after the same step (a collective); when it returns a
+    signal, all ranks stop there, and each exits with ``128 + signal``, also
+    the ranks that received nothing.
     """
-
-    SIGNALS = (signal.SIGINT, signal.SIGTERM)
-
-    def __init__(self) -> None:
-        self.signum: int | None = None
-        self._previous: dict[int, object] = {}
-
-    @property
-    def raised(self) -> bool:
-        return self.signum is not None
-
-    def _handle(self, signum: int, frame) -> None:
-        if signum == signal.SIGINT and self.signum == signal.SIGINT:
-            raise KeyboardInterrupt
-        self.signum = signum
-
-    def __enter__(self) -> "StopSignals":
-        if threading.current_thread() is threading.main_thread():  # signals reach the main thread only
-            self._previous = {s: signal.signal(s, self._handle) for s in self.SIGNALS}
-        return self
-
-    def __exit__(self, *exc) -> None:
-        for s, handler in self._previous.items():
-            signal.signal(s, handler)
-        self._previous = {}
+    if not ctx.is_distributed:
+        return signum
+    return _all_max(int(signum or 0), ctx) or None
 
 
 # ---------------------------------------------------------------- the model
@@ -267,7 +262,7 @@ def wrap_model(model: nn.Module, ctx: DistContext, **ddp_kwargs) -> nn.Module:
     DDP copies rank 0's weights to every rank when it is built and, during
     ``backward``, averages the gradients across ranks. It only works through
     the wrapper's ``forward``: call the returned module, never ``model.encode``
-    directly (see :class:`ElboTerms`). Save ``model.state_dict()`` (the
+    directly (see :class:`ShardedObjective`). Save ``model.state_dict()`` (the
     unwrapped model), so checkpoints are the same with or without DDP.
     """
     if not ctx.is_distributed:
@@ -278,27 +273,37 @@ def wrap_model(model: nn.Module, ctx: DistContext, **ddp_kwargs) -> nn.Module:
     return DistributedDataParallel(model, device_ids=device_ids, **ddp_kwargs)
 
 
-class ElboTerms(nn.Module):
-    """A model's per-example reconstruction and KL with the noise passed in.
+class ShardedObjective(nn.Module):
+    """:func:`vae_course.losses.objective_terms` on this rank's slice of a global batch.
 
-    ``forward(x, eps, y=None) -> (recon, kl)``, each ``(batch,)`` in nats, with
-    ``z = mu + exp(logvar / 2) * eps`` (``reparameterize`` with ``eps`` given).
-    Passing ``eps`` lets every rank use its slice of the global batch's noise;
-    being one module with a ``forward``, it is what DDP wraps. For a plain
-    autoencoder ``eps`` is ignored and the KL is zero.
+    ``forward(x, y=None) -> (recon, kl, kl_for_loss)``, each ``(slice,)`` in nats,
+    where ``x`` is the *global* batch ``(B, 1, 28, 28)`` (every rank cuts the same
+    one) and the slice is :func:`shard`'s. The noise is :func:`sharded_noise`'s,
+    ``z = mu + exp(logvar / 2) * eps``, so the ranks' slices together compute what
+    one process computes for the whole batch. Being one module with a ``forward``,
+    it is what DDP wraps (DDP averages gradients only through ``forward``). For a
+    plain autoencoder the KL is zero. No free bits: their floor is on the batch
+    average, which a slice does not know.
     """
 
-    def __init__(self, model: nn.Module) -> None:
+    def __init__(self, model: nn.Module, ctx: DistContext) -> None:
         super().__init__()
         self.model = model
+        self.ctx = ctx
 
-    def forward(self, x: Tensor, eps: Tensor | None = None, y: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    def forward(self, x: Tensor, y: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
+        rank, world = self.ctx.rank, self.ctx.world_size
+        xs = shard(x, rank, world)
+        ys = None if y is None else shard(y, rank, world)
         if not getattr(self.model, "is_variational", False):
-            logits, _ = self.model(x)
-            return bernoulli_nll(logits, x), torch.zeros(len(x), device=x.device)
-        mu, logvar = self.model.encode(x, y)
-        z = mu + torch.exp(0.5 * logvar) * eps
-        return bernoulli_nll(self.model.decode(z, y), x), kl_divergence(mu, logvar)
+            logits, _ = self.model(xs)
+            zero = torch.zeros(len(xs), device=xs.device)
+            return bernoulli_nll(logits, xs), zero, zero
+        mu, logvar = self.model.encode(xs, ys)
+        eps = sharded_noise(len(x), mu.shape[1], self.ctx, dtype=mu.dtype)
+        z = mu + torch.exp(0.5 * logvar) * eps  # reparameterize's formula, with the global batch's noise
+        kl = kl_divergence(mu, logvar)
+        return bernoulli_nll(self.model.decode(z, ys), xs), kl, kl
 
 
 # ---------------------------------------------------------------- evaluation

@@ -20,6 +20,12 @@ Why it is safe: checkpoints are written atomically after every epoch and when a
 signal (Ctrl-C, SIGTERM, SIGHUP) stops training; they hold every random-number
 state (so resuming is exact), and a NaN/inf loss stops training with a message,
 keeping the last good checkpoint.
+
+Several processes (``torchrun``, see :mod:`vae_course.distributed`): given a
+distributed context, the Trainer wraps the model in DistributedDataParallel,
+gives each rank its slice of every global batch, adds the epoch's sums over the
+ranks, evaluates on disjoint slices of the test set, and lets rank 0 alone log,
+save and show the progress bar. Without one, nothing of this runs.
 """
 from __future__ import annotations
 
@@ -31,7 +37,7 @@ import shutil
 import signal
 import threading
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import Field, asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
@@ -44,6 +50,8 @@ from .version import __version__
 from .checkpoint import FORMAT_VERSION, load_checkpoint, load_weights, model_from_checkpoint, save_checkpoint
 from .data import DataSplits, load_data, tensor_batches
 from .device import get_device
+from .distributed import (DistContext, ShardedObjective, agree_signal, all_reduce_sums, broadcast_flag,
+                          evaluate_sharded, global_mean, wrap_model)
 from .evaluate import evaluate_elbo
 from .losses import objective_terms
 from .models import build_model
@@ -234,10 +242,17 @@ class StopSignals:
     trainer saves and stops. A second one stops at once (``TrainingInterrupted``),
     except during a save (``with stop.saving():``), which always completes: a
     checkpoint is never abandoned half-way, and no traceback is printed.
+
+    ``escalate=False`` (under ``torchrun``): a second signal is only noted. A
+    Ctrl-C reaches every rank twice (from the terminal, then forwarded by
+    torchrun), and a rank that stopped at once would leave the others waiting
+    in a collective; torchrun itself kills ranks that are still alive 30 s after
+    it forwarded the signal.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, escalate: bool = True) -> None:
         self.signum: int | None = None
+        self.escalate = escalate
         self._saving = False
         self._previous: dict[int, Any] = {}
 
@@ -254,7 +269,7 @@ class StopSignals:
     def _handle(self, signum: int, frame: Any) -> None:
         if self.signum is None:
             self.signum = signum
-        elif not self._saving:
+        elif self.escalate and not self._saving:
             raise TrainingInterrupted(
                 f"Stopped at once by a second {signal.Signals(signum).name}; the last checkpoint was kept.", signum)
 
@@ -307,6 +322,7 @@ def train_epoch(
     check_every: int = 50,
     on_check: Callable[[int, EpochSums], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
+    batch_mean: Callable[[Tensor, int], Tensor] | None = None,
 ) -> EpochSums:
     """One pass over ``batches`` of ``(x, y)``: the canonical PyTorch training loop.
 
@@ -314,6 +330,9 @@ def train_epoch(
     (0, 1, ...). ``on_check(steps_done, sums)`` runs every ``check_every`` steps
     and after the last one: the only moments the loop reads the device.
     ``should_stop()`` is asked after every step (a Ctrl-C flag).
+    ``batch_mean(per_example_loss, batch_size)`` turns the objective's per-example
+    losses into the step's loss (default: their mean); under DDP the objective sees
+    the global batch but returns this rank's slice, and ``global_mean`` weights it.
     Returns the epoch's sums (nats, summed over examples; divide by ``count``).
     """
     model.train()
@@ -329,7 +348,8 @@ def train_epoch(
         # Mixed precision on a GPU (autocast_dtype bf16/fp16); a no-op otherwise.
         with torch.autocast(x.device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
             recon, kl, kl_for_loss = objective(model, x, y, free_bits)  # (batch,) each, nats
-            loss = (recon + b * kl_for_loss).mean()  # nats per example
+            per_example = recon + b * kl_for_loss
+            loss = per_example.mean() if batch_mean is None else batch_mean(per_example, len(x))  # nats per example
         if scaler is None:
             loss.backward()
             optimizer.step()  # a fused Adam: one kernel updates every parameter
@@ -374,6 +394,11 @@ class Trainer:
     every epoch. :meth:`Trainer.resume` continues from such a folder. The trainer
     works on its own copy of ``config``; ``data``, when given, must be the data
     the config describes (same dataset and binarization, and the sizes it sets).
+
+    ``dist``: this process's place in a ``torchrun`` job
+    (:meth:`vae_course.distributed.DistContext.from_env`). Every rank builds a
+    Trainer with the same settings; ``config.batch_size`` is the *global* batch
+    and the device is the context's (GPU ``LOCAL_RANK``, or the CPU).
     """
 
     config: TrainConfig = field(default_factory=TrainConfig)
@@ -384,12 +409,21 @@ class Trainer:
     log: Callable[..., None] | None = _print
     history: list[dict[str, float]] = field(default_factory=list)
     epoch: int = 0
+    dist: DistContext | None = None
 
     def __post_init__(self) -> None:
         self.config = replace(self.config)  # our own copy: the caller's config is never changed
         self.config.validate()
         cfg = self.config
-        self.device = get_device(cfg.device)
+        # _ctx: the torchrun job, or None for one process (then nothing below changes)
+        self._ctx = self.dist if self.dist is not None and self.dist.is_distributed else None
+        if self._ctx is not None:
+            _check_distributable(cfg, self._ctx)
+            self.device = self._ctx.device
+            if not self._ctx.is_main:  # rank 0 alone prints
+                self.log, self.progress = None, False
+        else:
+            self.device = get_device(cfg.device)
         seed_everything(cfg.seed)
         if self.model is None:
             self.model = build_model(cfg.model, **cfg.model_kwargs())
@@ -401,10 +435,11 @@ class Trainer:
         if self._channels_last:  # the layout cuDNN's convolutions are fastest in
             self.model.to(memory_format=torch.channels_last)
         if self.data is None:
-            self.data = load_data(
-                cfg.dataset, cfg.binarize, val_size=cfg.val_size, limit_train=cfg.limit_train,
-                limit_test=cfg.limit_test, seed=cfg.seed, device=self.device,
-            )
+            with self._ctx.main_first() if self._ctx else nullcontext():  # rank 0 fills the data cache first
+                self.data = load_data(
+                    cfg.dataset, cfg.binarize, val_size=cfg.val_size, limit_train=cfg.limit_train,
+                    limit_test=cfg.limit_test, seed=cfg.seed, device=self.device,
+                )
         else:
             _check_data_matches(self.data, cfg)
             self.data = self.data.to(self.device)
@@ -421,8 +456,15 @@ class Trainer:
             # dynamic=False: the short last batch gets its own graph rather than a
             # symbolic batch size (which torch.randn with a generator argument cannot take)
             self.objective = torch.compile(objective_terms, dynamic=False)
+        # Under torchrun: the module DDP wraps (rank 0's weights are copied to every rank here)
+        self._ddp = wrap_model(ShardedObjective(self.model, self._ctx), self._ctx) if self._ctx else None
         if self.out_dir is not None:
             self.out_dir = Path(self.out_dir)
+
+    @property
+    def is_main(self) -> bool:
+        """True on the process that logs and saves: rank 0, or the only process."""
+        return self._ctx is None or self._ctx.is_main
 
     def _amp_dtype(self) -> torch.dtype | None:
         if not self.config.amp or self.device.type != "cuda":
@@ -446,23 +488,31 @@ class Trainer:
         bar = tqdm(total=steps, desc=f"epoch {epoch}/{cfg.epochs}", disable=not self.progress, leave=False)
 
         def check(done: int, sums: EpochSums) -> None:  # every log_every steps: the one host sync
+            sums = self._sums_of_all_ranks(sums)  # every rank checks the same numbers, so all stop together
             totals = sums.totals()
             self._raise_if_diverged(~torch.isfinite(sums.recon_kl), epoch, done)
             bar.update(done - bar.n)
             bar.set_postfix(loss=f"{totals[0].item() / sums.count:.2f}")
 
+        if self._ddp is None:
+            model, objective, batch_mean, should_stop = self.model, self.objective, None, lambda: stop.raised
+        else:  # the global batch goes in, this rank's slice is computed; all ranks agree on stopping
+            model, objective = self._ddp, _sharded_terms
+            batch_mean = lambda values, count: global_mean(values, count, self._ctx)  # noqa: E731
+            should_stop = lambda: self._stop_agreed(stop)  # noqa: E731
         start = time.perf_counter()
         sums = train_epoch(
-            self.model, self.optimizer, batches, free_bits=cfg.free_bits, objective=self.objective,
+            model, self.optimizer, batches, free_bits=cfg.free_bits, objective=objective,
             beta=cfg.beta if cfg.kl_warmup_epochs <= 0 else (lambda step: self.beta_at(epoch - 1 + step / steps)),
             lr=None if cfg.lr_schedule == "constant" else
             (lambda step: lr_at(cfg.lr, cfg.lr_schedule, ((epoch - 1) * steps + step) / total_steps)),
             autocast_dtype=self.amp_dtype, scaler=self.scaler if self.scaler.is_enabled() else None,
-            check_every=cfg.log_every, on_check=check, should_stop=lambda: stop.raised,
+            check_every=cfg.log_every, on_check=check, should_stop=should_stop, batch_mean=batch_mean,
         )
         bar.close()
         if sums.stopped:
             return None
+        sums = self._sums_of_all_ranks(sums)
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
         seconds = time.perf_counter() - start
@@ -470,6 +520,37 @@ class Trainer:
         return {"epoch": epoch, "loss": loss, "recon": recon, "kl": kl, "beta": self.beta_at(epoch),
                 "lr": self.optimizer.param_groups[0]["lr"], "seconds": seconds,
                 "images_per_second": len(x_all) / seconds}
+
+    def _sums_of_all_ranks(self, sums: EpochSums) -> EpochSums:
+        """``sums`` added over the ranks (a copy), or ``sums`` itself on one process.
+
+        ``count`` is already the global one: every rank counts the global batches."""
+        if self._ctx is None:
+            return sums
+        recon_kl = all_reduce_sums(sums.recon_kl.clone(), self._ctx)
+        beta_kl = sums.beta_kl if isinstance(sums.beta_kl, float) else all_reduce_sums(sums.beta_kl.clone(), self._ctx)
+        return EpochSums(recon_kl, beta_kl, sums.count, sums.stopped)
+
+    def _same_gpu_noise_on_every_rank(self, state: dict[str, Any]) -> None:
+        """Under torchrun on GPUs: give this rank's GPU the generator state of rank 0's GPU.
+
+        The checkpoint holds every GPU's state as rank 0's process saw them, and only
+        GPU 0 was the one in use; the ranks draw the global batch's noise from their
+        own GPU's default generator, so all must continue from GPU 0's state."""
+        cuda_states = state.get("rng", {}).get("cuda")
+        if self._ctx is not None and self.device.type == "cuda" and cuda_states:
+            torch.cuda.set_rng_state(cuda_states[0], self.device)
+
+    def _stop_agreed(self, stop: StopSignals) -> bool:
+        """Did any rank get a stop signal? One process: this one's flag. Under torchrun a
+        collective (on the CPU) that every rank makes at the same points; a rank that got
+        no signal takes the other's, so it exits with the same 128 + n."""
+        if self._ctx is None:
+            return stop.raised
+        signum = agree_signal(stop.signum, self._ctx)
+        if signum is not None and stop.signum is None:
+            stop.signum = signum
+        return signum is not None
 
     def _raise_if_diverged(self, bad_terms: Tensor, epoch: int, step: int) -> None:
         bad = bad_terms.tolist()
@@ -495,12 +576,21 @@ class Trainer:
 
     def _evaluate(self) -> dict[str, float]:
         data, beta = self.data, self.config.beta
-        test = evaluate_elbo(self.model, data.test_x, data.test_y, beta=beta)
+        test = self._evaluate_split(data.test_x, data.test_y, beta)
         out = {f"test_{k}": v for k, v in test.items()}
         if len(data.val_x):
-            val = evaluate_elbo(self.model, data.val_x, data.val_y, beta=beta)
+            val = self._evaluate_split(data.val_x, data.val_y, beta)
             out.update({f"val_{k}": v for k, v in val.items()})
         return out
+
+    def _evaluate_split(self, x: Tensor, y: Tensor, beta: float) -> dict[str, float]:
+        """``evaluate_elbo``; under torchrun each rank evaluates its own whole batches of
+        ``x`` and the sums are added (every image once, the same numbers on every rank)."""
+        if self._ctx is None:
+            return evaluate_elbo(self.model, x, y, beta=beta)
+        result = evaluate_sharded(self.model, x, y, self._ctx, beta=beta)
+        result.pop("n")  # the same keys as one process's record
+        return result
 
     # ------------------------------------------------------------------ public
     def fit(self, epochs: int | None = None) -> list[dict[str, float]]:
@@ -516,9 +606,9 @@ class Trainer:
         if epochs is not None:
             self.config = replace(self.config, epochs=epochs)
             self.config.validate()
-        with StopSignals() as stop:
+        with StopSignals(escalate=self._ctx is None) as stop:
             while self.epoch < self.config.epochs:
-                if stop.raised:  # a signal came during the last save: stop before the next epoch starts
+                if self._stop_agreed(stop):  # a signal came during the last save: stop before the next epoch
                     self._stop_on_signal(stop, between_epochs=True)
                 record = self._run_epoch(self.epoch + 1, stop)
                 if record is None:
@@ -529,20 +619,28 @@ class Trainer:
                 with stop.saving():
                     self.save()
                 self._log_epoch(record)
-            if stop.raised:  # during the last evaluation or save: all is saved, still stop
+            if self._stop_agreed(stop):  # during the last evaluation or save: all is saved, still stop
                 self._stop_on_signal(stop, between_epochs=True)
         return self.history
 
     def _stop_on_signal(self, stop: StopSignals, between_epochs: bool = False) -> None:
         with stop.saving():
             where = self.save(interrupted=True)
-        hint = (f"Saved {where}. Resume with: python -m vae_course train --out {self.out_dir} --resume "
+        hint = (f"Saved {where}. Resume with: {self._command()} train --out {self.out_dir} --resume "
                 f"--epochs {self.config.epochs}") if where else "No out_dir was given, so nothing was saved."
         name = signal.Signals(stop.signum).name
         when = f"after epoch {self.epoch}" if between_epochs else f"during epoch {self.epoch + 1}"
         if self.log:
             self.log(f"Interrupted {when} ({name}). {hint}")
         raise TrainingInterrupted(hint, stop.signum)
+
+    def _command(self) -> str:
+        """How this run was launched, for the resume hint."""
+        if self._ctx is None:
+            return "python -m vae_course"
+        nodes = f"--nnodes {self._ctx.world_size // self._ctx.local_world_size} ... " \
+            if self._ctx.world_size != self._ctx.local_world_size else ""
+        return f"torchrun {nodes}--nproc_per_node {self._ctx.local_world_size} -m vae_course"
 
     def _log_epoch(self, r: dict[str, float]) -> None:
         if not self.log:
@@ -562,9 +660,26 @@ class Trainer:
         return training_state(self, interrupted)
 
     def save(self, interrupted: bool = False) -> Path | None:
-        """Write ``checkpoint.pt`` and ``metrics.json`` to ``out_dir`` (if set), each atomically."""
+        """Write ``checkpoint.pt`` and ``metrics.json`` to ``out_dir`` (if set), each atomically.
+
+        Under torchrun rank 0 writes and every rank waits until it has; if rank 0
+        fails, every rank raises."""
         if self.out_dir is None:
             return None
+        if self._ctx is None:
+            return self._write(interrupted)
+        path, failure = self.out_dir / "checkpoint.pt", None
+        if self._ctx.is_main:
+            try:
+                path = self._write(interrupted)
+            except Exception as err:  # noqa: BLE001 - re-raised below, after the others know
+                failure = err
+        if broadcast_flag(failure is not None, self._ctx):  # also the barrier: the files are on disk
+            raise failure or OSError(errno.EIO, "rank 0 could not write the checkpoint (its error says why)",
+                                     str(path))
+        return path
+
+    def _write(self, interrupted: bool) -> Path:
         state = self.state_dict(interrupted)
         try:
             path = save_checkpoint(state, self.out_dir / "checkpoint.pt")
@@ -576,7 +691,8 @@ class Trainer:
 
     @classmethod
     def resume(cls, out_dir: str | Path, *, progress: bool = True, log: Callable[..., None] | None = _print,
-               config_class: type[TrainConfig] = TrainConfig, **settings: Any) -> "Trainer":
+               config_class: type[TrainConfig] = TrainConfig, dist: DistContext | None = None,
+               **settings: Any) -> "Trainer":
         """Continue the run saved in ``out_dir``; ``settings`` change :class:`TrainConfig` fields.
 
         Which settings may change is declared on the fields (``on_resume``):
@@ -585,14 +701,17 @@ class Trainer:
         improving is the oldest schedule of all, a "step decay"; each epoch's rate
         stays in the history). Any other setting that differs from the checkpoint's
         is a ``ValueError`` naming the flag, the saved and the given value.
+        Under torchrun (``dist``) every rank loads the same checkpoint.
         """
         state = load_checkpoint(Path(out_dir) / "checkpoint.pt")
         known = {f.name for f in fields(config_class)}
         saved = config_class(**{k: v for k, v in state["train_config"].items() if k in known})
         config = resumed_config(saved, settings, done_epochs=int(state["epoch"]))
         model = model_from_checkpoint(state)
-        trainer = cls(config=config, out_dir=out_dir, model=model, progress=progress, log=log)
+        trainer = cls(config=config, out_dir=out_dir, model=model, progress=progress, log=log, dist=dist)
         trainer.load_state(state)
+        trainer._same_gpu_noise_on_every_rank(state)
+        log = trainer.log
         if config.lr != saved.lr:  # load_state restored the optimizer's old rate
             for group in trainer.optimizer.param_groups:
                 group["lr"] = config.lr
@@ -659,6 +778,22 @@ def _tensors(obj: Any) -> Iterator[Tensor]:
     elif isinstance(obj, (list, tuple)):
         for value in obj:
             yield from _tensors(value)
+
+
+def _check_distributable(cfg: TrainConfig, ctx: DistContext) -> None:
+    """The settings several processes cannot run exactly: a one-line ``ValueError``."""
+    if cfg.free_bits > 0 and ctx.world_size > 1:
+        raise ValueError(f"--free-bits {cfg.free_bits:g}: with {ctx.world_size} processes the floor would apply "
+                         f"to each rank's slice of the batch, not to the batch; train with one process, "
+                         f"or without free bits")
+    if cfg.compile:
+        raise ValueError("--compile: not supported under torchrun yet; leave it out")
+
+
+def _sharded_terms(module: nn.Module, x: Tensor, y: Tensor, free_bits: float) -> tuple[Tensor, Tensor, Tensor]:
+    """The objective under DDP: ``module`` is the wrapped :class:`ShardedObjective`
+    (free bits were refused before training)."""
+    return module(x, y)
 
 
 def _check_data_matches(data: DataSplits, cfg: TrainConfig) -> None:
