@@ -23,7 +23,7 @@ import json
 import os
 from pathlib import Path
 
-from vae_course.checkpoint import load_checkpoint
+from vae_course.checkpoint import history_of, load_checkpoint, train_config_of
 from vae_course.provenance import cpu_model, git_commit
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -47,8 +47,8 @@ def _rates(history: list[dict], config: dict) -> str:
 def record(run: Path, evaluation: dict, train_command: str, note: str | None) -> dict:
     """The evaluation plus the run's provenance, as written to ``--out``."""
     state = load_checkpoint(run / "checkpoint.pt")
-    history = state["history"]
-    config = state["train_config"]
+    history = history_of(state)
+    config = train_config_of(state)
     commit, dirty = git_commit()
     result = dict(evaluation)
     result.update({

@@ -20,7 +20,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from vae_course.checkpoint import load_checkpoint, model_from_checkpoint  # noqa: E402
+from vae_course.checkpoint import load_checkpoint, model_from_checkpoint, train_config_of  # noqa: E402
 from vae_course.data import load_data  # noqa: E402
 from vae_course.evaluate import evaluate_elbo  # noqa: E402
 from vae_course.weights import (  # noqa: E402
@@ -30,7 +30,8 @@ TOLERANCE = 0.005  # "unchanged to 2 decimals": the two ELBOs differ by less tha
 
 
 def test_elbo(model, state: dict, limit_test: int | None) -> float:
-    data = load_data(state["dataset"], binarize=state["binarize"], limit_train=1, limit_test=limit_test)
+    config = train_config_of(state)
+    data = load_data(config["dataset"], binarize=config["binarize"], limit_train=1, limit_test=limit_test)
     y = data.test_y if getattr(model, "conditional", False) else None
     return evaluate_elbo(model, data.test_x, y)["elbo"]
 

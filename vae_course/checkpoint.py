@@ -427,10 +427,16 @@ def _checked_training_state(trainer: Any, state: Any, label: str) -> tuple[dict[
     check_scaler_state(state.get("scaler_state", {}), label)
     check_rng_state(state["rng"], label)
     check_generator_state(state["data_generator"], trainer.data_generator, "data_generator", label)
-    if trainer.noise_generator.device.type == "cpu":
+    if _same_generator_kind(state["noise_generator"], trainer.noise_generator):
         check_generator_state(state["noise_generator"], trainer.noise_generator, "noise_generator", label)
     _check_schedule(state.get("lr_schedule"), label)
     return state, optimizer
+
+
+def _same_generator_kind(saved: Any, generator: torch.Generator) -> bool:
+    """Was ``saved`` written by a generator of ``generator``'s kind (CPU Mersenne Twister
+    or a GPU's Philox: their states differ in size)?"""
+    return isinstance(saved, torch.Tensor) and saved.numel() == generator.get_state().numel()
 
 
 def restore_training_state(trainer: Any, state: dict[str, Any]) -> None:
@@ -455,7 +461,9 @@ def restore_training_state(trainer: Any, state: dict[str, Any]) -> None:
     trainer.history = history_of(state)
     set_rng_state(state["rng"])
     trainer.data_generator.set_state(state["data_generator"])
-    if trainer.noise_generator.device.type == "cpu":
+    # The binarization noise continues exactly when the run resumes on the same kind of
+    # device (a CPU state does not fit a CUDA generator: it then starts from its seed).
+    if _same_generator_kind(state["noise_generator"], trainer.noise_generator):
         trainer.noise_generator.set_state(state["noise_generator"])
     schedule = state.get("lr_schedule")  # absent in checkpoints from before schedules existed
     if schedule and schedule["name"] == trainer.config.lr_schedule:

@@ -22,7 +22,8 @@ from typing import Iterator
 import torch
 from torch import Tensor
 
-from .checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint
+from .checkpoint import (CheckpointError, epoch_of, history_of, load_checkpoint, model_from_checkpoint, model_name_of,
+                         torch_version_of, train_config_of)
 from .data import BINARIZE_MODES, DATASETS, DataNotFoundError, load_data
 from .device import DEVICE_CHOICES, device_name, get_device
 from .distributed import DistContext, broadcast_flag, launched_by_torchrun
@@ -333,7 +334,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     model = model_from_checkpoint(state)
     device = get_device(args.device)
     model.to(device).eval()
-    cfg = state["train_config"]
+    cfg = train_config_of(state)
     data = load_data(cfg["dataset"], cfg["binarize"], limit_test=args.limit_test, seed=cfg["seed"])
     x, y, selection = data.test_x, data.test_y, "all" if args.limit_test is None else f"first {args.limit_test}"
     if args.sample_test is not None:
@@ -345,13 +346,13 @@ def _evaluate(args: argparse.Namespace) -> int:
     x, y = x.to(device), y.to(device)
     y = y if getattr(model, "conditional", False) else None
     result = {
-        "checkpoint": str(args.checkpoint), "model": state["model_name"], "model_config": state["model_config"],
-        "dataset": cfg["dataset"], "binarize": cfg["binarize"], "epochs": state["epoch"],
+        "checkpoint": str(args.checkpoint), "model": model_name_of(state), "model_config": dict(model.config),
+        "dataset": cfg["dataset"], "binarize": cfg["binarize"], "epochs": epoch_of(state),
         "device": device_name(device), "n_test": len(x), "test_images": selection,
         "label": GRAYSCALE_LABEL if cfg["binarize"] == "none" else "negative log-likelihood (nats)",
         # provenance, so a results/*.json file says how it was made
-        "train_seconds": round(sum(h.get("seconds", 0.0) for h in state["history"]), 1),
-        "trained_with_torch": state.get("torch_version"), "torch": str(torch.__version__),
+        "train_seconds": round(sum(h.get("seconds", 0.0) for h in history_of(state)), 1),
+        "trained_with_torch": torch_version_of(state), "torch": str(torch.__version__),
         "date": datetime.date.today().isoformat(), "command": "python -m vae_course " + " ".join(sys.argv[1:]),
     }
     elbo = evaluate_elbo(model, x, y)

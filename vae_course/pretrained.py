@@ -20,7 +20,7 @@ from typing import Any
 
 from torch import nn
 
-from .checkpoint import load_checkpoint, model_from_checkpoint
+from .checkpoint import epoch_of, history_of, load_checkpoint, model_from_checkpoint
 from .settings import cache_dir, smoke_mode
 from .train import TrainConfig, Trainer, affects_weights, default_config
 from .weights import shipped_history, shipped_model
@@ -109,7 +109,7 @@ def pretrained(name: str, verbose: bool = True, **overrides: Any) -> nn.Module:
     config = pretrained_config(name, **overrides)
     if path.is_file():
         state = load_checkpoint(path)
-        if state["epoch"] >= config.epochs:
+        if epoch_of(state) >= config.epochs:
             return model_from_checkpoint(state).eval()
     if verbose:
         print(f"Training the pretrained model {name!r} ({config.epochs} epochs); it is cached in {folder}")
@@ -139,4 +139,4 @@ def pretrained_history(name: str, **overrides: Any) -> list[dict[str, float]]:
         if history is not None:
             return history
     pretrained(name, verbose=False, **overrides)
-    return load_checkpoint(pretrained_dir(name, **overrides) / "checkpoint.pt")["history"]
+    return history_of(load_checkpoint(pretrained_dir(name, **overrides) / "checkpoint.pt"))

@@ -46,8 +46,8 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from .version import __version__
-from .checkpoint import FORMAT_VERSION, load_checkpoint, load_weights, model_from_checkpoint, save_checkpoint
+from .checkpoint import (epoch_of, load_checkpoint, model_from_checkpoint, restore_training_state, save_checkpoint,
+                         train_config_of, training_state)
 from .data import DataSplits, load_data, tensor_batches
 from .device import get_device
 from .distributed import (DistContext, ShardedObjective, agree_signal, all_reduce_sums, broadcast_flag,
@@ -55,7 +55,7 @@ from .distributed import (DistContext, ShardedObjective, agree_signal, all_reduc
 from .evaluate import evaluate_elbo
 from .losses import objective_terms
 from .models import build_model
-from .rng import get_rng_state, seed_everything, set_rng_state
+from .rng import seed_everything
 from .run_folder import atomic_write_text
 from .schedules import LR_SCHEDULES, beta_at, lr_at
 
@@ -140,6 +140,9 @@ class TrainConfig:
         if not isinstance(device, str) or (device.lower() not in DEVICE_CHOICES
                                            and not device.lower().startswith("cuda:")):
             raise ValueError(f"device: unknown choice {device!r}; choose one of {DEVICE_CHOICES}")
+        for name in ("amp", "compile"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name}: must be True or False, got {getattr(self, name)!r}")
         positive_ints = ("epochs", "batch_size", "latent_dim", "log_every")
         for name in positive_ints:
             value = getattr(self, name)
@@ -655,7 +658,6 @@ class Trainer:
 
     def state_dict(self, interrupted: bool = False) -> dict[str, Any]:
         """Everything needed to continue exactly where training stopped."""
-        from .checkpoint import training_state
 
         return training_state(self, interrupted)
 
@@ -704,9 +706,8 @@ class Trainer:
         Under torchrun (``dist``) every rank loads the same checkpoint.
         """
         state = load_checkpoint(Path(out_dir) / "checkpoint.pt")
-        known = {f.name for f in fields(config_class)}
-        saved = config_class(**{k: v for k, v in state["train_config"].items() if k in known})
-        config = resumed_config(saved, settings, done_epochs=int(state["epoch"]))
+        saved = train_config_of(state, config_class)  # a bad saved setting is a CheckpointError
+        config = resumed_config(saved, settings, done_epochs=epoch_of(state))
         model = model_from_checkpoint(state)
         trainer = cls(config=config, out_dir=out_dir, model=model, progress=progress, log=log, dist=dist)
         trainer.load_state(state)
@@ -722,7 +723,6 @@ class Trainer:
     def load_state(self, state: dict[str, Any]) -> None:
         """Restore weights, optimizer, history and every random-number state
         (all validated first: a bad checkpoint is a CheckpointError, nothing loaded)."""
-        from .checkpoint import restore_training_state
 
         restore_training_state(self, state)
 
