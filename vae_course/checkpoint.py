@@ -427,7 +427,8 @@ def _checked_training_state(trainer: Any, state: Any, label: str) -> tuple[dict[
     check_scaler_state(state.get("scaler_state", {}), label)
     check_rng_state(state["rng"], label)
     check_generator_state(state["data_generator"], trainer.data_generator, "data_generator", label)
-    if _same_generator_kind(state["noise_generator"], trainer.noise_generator):
+    if trainer.noise_generator.device.type == "cpu" or _same_generator_kind(state["noise_generator"],
+                                                                           trainer.noise_generator):
         check_generator_state(state["noise_generator"], trainer.noise_generator, "noise_generator", label)
     _check_schedule(state.get("lr_schedule"), label)
     return state, optimizer
@@ -463,7 +464,8 @@ def restore_training_state(trainer: Any, state: dict[str, Any]) -> None:
     trainer.data_generator.set_state(state["data_generator"])
     # The binarization noise continues exactly when the run resumes on the same kind of
     # device (a CPU state does not fit a CUDA generator: it then starts from its seed).
-    if _same_generator_kind(state["noise_generator"], trainer.noise_generator):
+    if trainer.noise_generator.device.type == "cpu" or _same_generator_kind(state["noise_generator"],
+                                                                           trainer.noise_generator):
         trainer.noise_generator.set_state(state["noise_generator"])
     schedule = state.get("lr_schedule")  # absent in checkpoints from before schedules existed
     if schedule and schedule["name"] == trainer.config.lr_schedule:
