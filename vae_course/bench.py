@@ -59,7 +59,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import statistics
 import subprocess
@@ -73,6 +72,8 @@ from typing import Any, Callable
 import torch
 
 from . import provenance
+from .arguments import positive_float as _positive_float
+from .arguments import positive_int as _positive_int
 from .bench_runs import GEMM, PACKAGE, RECORD_MARK, USUAL, BenchSettings
 from .device import DEVICE_CHOICES, get_device
 from .results import RESULTS_DIR
@@ -393,26 +394,6 @@ def format_table(result: dict[str, Any]) -> str:
 
 
 # ---------------------------------------------------------------- the CLI
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
-    if not (value > 0 and math.isfinite(value)):
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text}")
-    return value
-
-
 def add_bench_parser(subparsers) -> None:
     """Add the ``bench`` subcommand to the CLI's subparsers."""
     p = subparsers.add_parser(

@@ -38,10 +38,10 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import io
 import os
 import pickle
 import stat
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +55,7 @@ from .checkpoint_checks import (
 )
 from .models import build_model
 from .rng import get_rng_state, set_rng_state
+from .run_folder import atomic_write_bytes
 
 __all__ = [
     "FORMAT_VERSION", "REQUIRED_KEYS", "TRAINING_KEYS", "CheckpointError", "save_checkpoint", "load_checkpoint",
@@ -104,32 +105,21 @@ def _digest(obj: Any, h: "hashlib._Hash | None" = None) -> str:
 def save_checkpoint(state: dict[str, Any], path: str | os.PathLike) -> Path:
     """Write ``state`` to ``path`` atomically, with a SHA-256 ``checksum`` added.
 
-    The bytes go to a temporary file in the same folder, are flushed to disk,
-    and only then renamed over ``path`` with ``os.replace`` (atomic on POSIX and
-    Windows). A crash at any moment leaves either the old file or the new one,
-    never half of one.
+    The bytes go to a temporary file with a unique name in the same folder, are
+    flushed to disk, and only then renamed over ``path`` with ``os.replace``
+    (:func:`vae_course.run_folder.atomic_write_bytes`).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     # A checksum of the contents lets load_checkpoint detect bit rot and partial copies.
     state = {**{k: v for k, v in state.items() if k != "checksum"}}
     state["checksum"] = _digest(state)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        # mkstemp creates the file readable by its owner only; give it the usual
-        # permissions (0666 minus the umask), like a file written with open().
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        with os.fdopen(fd, "wb") as f:
-            torch.save(state, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    # Serialise in memory first, then let the run folder's one atomic writer put the bytes
+    # on disk: a full disk is then a plain OSError (ENOSPC), and a crash at any moment
+    # leaves the old file or the new one, never half of one.
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    return atomic_write_bytes(path, buffer.getvalue())
 
 
 # ---------------------------------------------------------------- loading

@@ -22,6 +22,10 @@ from typing import Iterator
 import torch
 from torch import Tensor
 
+from .arguments import non_negative_float as _non_negative_float
+from .arguments import non_negative_int as _non_negative_int
+from .arguments import positive_float as _positive_float
+from .arguments import positive_int as _positive_int
 from .checkpoint import (CheckpointError, epoch_of, history_of, load_checkpoint, model_from_checkpoint, model_name_of,
                          torch_version_of, train_config_of)
 from .data import BINARIZE_MODES, DATASETS, DataNotFoundError, load_data
@@ -83,38 +87,6 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> None:  # noqa: D401
         self.exit(2, f"error: {message} (see: python -m vae_course {self.prog.split()[-1]} --help)\n")
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
-    return value
-
-
-def _non_negative_int(text: str) -> int:
-    value = _positive_int(text) if text.strip() != "0" else 0
-    return value
-
-
-def _non_negative_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not value >= 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a non-negative finite number, got {text}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    value = _non_negative_float(text)
-    if value == 0:
-        raise argparse.ArgumentTypeError("expected a positive number, got 0")
-    return value
 
 
 def _add_train_parser(sub) -> None:
