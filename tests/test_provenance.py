@@ -88,6 +88,7 @@ def test_record_long_run_reads_the_checkpoint(cli_two_epochs, tmp_path):
     env = cli_env(PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
     done = subprocess.run([sys.executable, str(ROOT / "scripts" / "record_long_run.py"), "--run", str(run),
                            "--eval", str(eval_json), "--train-command", "python -m vae_course train --epochs 2",
+                           "--decisions", "every setting fixed before training", "--decided-on-test", "no",
                            "--out", str(out)], capture_output=True, text=True, timeout=120, env=env)
     assert done.returncode == 0, done.stderr
     r = json.loads(out.read_text())
@@ -96,3 +97,4 @@ def test_record_long_run_reads_the_checkpoint(cli_two_epochs, tmp_path):
     assert r["test_elbo_per_epoch_full_test_set"] == [round(h["test_elbo"], 3) for h in metrics["history"]]
     assert r["objective"].startswith("ELBO (beta = 1), Adam, lr 0.005 cosine, batch 128")
     assert r["commit"] == provenance.git_commit()[0] and r["machine"].startswith(provenance.cpu_model())
+    assert r["decisions"] == "every setting fixed before training" and r["decided_on_test"] is False
