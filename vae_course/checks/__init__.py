@@ -29,7 +29,7 @@ from .nb02 import check_gaussian_log_density, check_toy_elbo
 from .nb03 import check_reparameterize, check_score_function
 from .nb04 import check_gaussian_kl, check_kl, check_vae_loss
 from .nb05 import check_bernoulli_entropy, check_bernoulli_nll, check_gaussian_nll
-from .nb06 import check_conv_output_size, check_iwae
+from .nb06 import check_conv_output_size, check_iwae, check_iwae_curve
 from .nb07 import check_aggregate_posterior, check_slerp
 from .nb08 import check_active_units, check_free_bits
 from .nb09 import check_auroc, check_bits_per_dim
@@ -55,7 +55,7 @@ __all__ = [
     "check_kl", "check_gaussian_kl", "check_vae_loss",                # notebook 4
     "check_gaussian_nll", "check_bernoulli_nll", "check_bernoulli_entropy",  # notebook 5
     "check_train_step",                                               # notebook 5's capstone
-    "check_conv_output_size", "check_iwae",                           # notebook 6
+    "check_conv_output_size", "check_iwae", "check_iwae_curve",       # notebook 6
     "check_slerp", "check_aggregate_posterior",                       # notebook 7
     "check_active_units", "check_free_bits",                          # notebook 8
     "check_auroc", "check_bits_per_dim",                              # notebook 9

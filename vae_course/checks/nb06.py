@@ -43,3 +43,27 @@ def check_iwae(fn: Callable[[Tensor], Tensor] | None) -> bool | None:
                 "exp(-100) underflows to 0: use torch.logsumexp, which subtracts the maximum first."),
     ]
     return engine.run_check("iwae_log_likelihood", fn, iwae_log_likelihood, cases, variants)
+
+
+def iwae_curve(log_w: Tensor, ks: list[int]) -> Tensor:
+    """The reference answer of notebook 6's exercise: ``(len(ks),)`` estimates ``-L_K``
+    (nats), each the mean over the ``n // K`` groups of ``K`` weights that every row of
+    ``log_w`` ``(batch, n)`` makes (``L_K`` from :func:`vae_course.losses.iwae_log_likelihood`)."""
+    curve = []
+    for k in ks:
+        groups = log_w[:, : (log_w.shape[1] // k) * k].reshape(-1, k)  # every row cut into n // K groups of K
+        curve.append(-iwae_log_likelihood(groups).mean())              # -L_K of each group, averaged
+    return torch.stack(curve)
+
+
+def check_iwae_curve(fn: Callable[[Tensor, list[int]], Tensor] | None) -> bool | None:
+    """Check ``fn(log_w, ks) -> (len(ks),)``: ``-L_K`` for each K, averaged over groups."""
+    g = torch.Generator().manual_seed(0)
+    cases = [(torch.randn(2, 60, generator=g) * 3 - 100, [1, 3, 10, 60]),
+             (torch.randn(3, 50, generator=g) * 5 - 80, [1, 7, 50])]
+    variants = [
+        Variant("the mean of log w", lambda lw, ks: torch.stack([-lw.mean()] * len(ks)),
+                "that is the ELBO for every K: take logsumexp over each group of K, then subtract log K."),
+        Variant("sign", lambda lw, ks: -iwae_curve(lw, ks), "return -L_K (a positive NLL estimate), not L_K."),
+    ]
+    return engine.run_check("iwae_curve", fn, iwae_curve, cases, variants)
