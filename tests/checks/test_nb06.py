@@ -1,4 +1,6 @@
 """Checks used by notebook 6: convolution output sizes (the IWAE check is covered by test_engine.py)."""
+import torch
+
 from vae_course import checks
 
 
