@@ -17,7 +17,7 @@ JUNIT := _build/junit
 NBVAL := --nbval-lax --nbval-current-env --nbval-sanitize-with notebooks/sanitize.cfg
 SITE := _build/site
 
-.PHONY: help lab venv-lab venv test unit notebooks notebooks-test book book-test student execute train bench \
+.PHONY: help lab venv-lab venv test unit notebooks notebooks-test book book-test student execute numbers gpu-pass train bench \
         python-check-lab python-check-dev clean
 
 help:
@@ -29,7 +29,9 @@ help:
 	@echo "make notebooks  run every notebook in smoke mode and compare the checked outputs (nbval)"
 	@echo "make book-test  build the book with offline assets and test it in headless Chromium"
 	@echo "make student    write the student version (no solutions) into student/ (commit it: the badges open it)"
-	@echo "make execute    re-execute the notebooks in full mode and record their freshness hash (NB=path for one)"
+	@echo "make execute    re-execute notebooks in full mode on a quiet machine, record it, refill prose numbers (NB=path)"
+	@echo "make numbers    refill the measured numbers in README and the book from their sources"
+	@echo "make gpu-pass   on a CUDA machine: GPU bench, conv long run + evaluation, notebook 6 (resumable)"
 	@echo "make bench      time the usual DataLoader recipe against the package's trainer"
 	@echo "Needs Python >= 3.10 for the notebooks, >= 3.11 for the tests (PYTHON=python3.11 to choose one)."
 
@@ -91,7 +93,14 @@ student: venv-lab
 	@$(PY) scripts/make_student.py notebooks student
 
 execute: venv
-	@$(PY) scripts/nbtools.py execute $(NB)
+	@$(PY) scripts/nbtools.py execute $(ARGS) $(NB)
+	@$(PY) scripts/prose_numbers.py fill
+
+numbers: venv
+	@$(PY) scripts/prose_numbers.py fill
+
+gpu-pass: venv
+	@bash scripts/gpu_pass.sh
 
 # ------------------------------------------------------------------ tests
 test:
