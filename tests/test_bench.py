@@ -16,7 +16,7 @@ from vae_course import bench, bench_runs
 from vae_course.bench import PACKAGE, USUAL
 from vae_course.cli import main
 from vae_course.losses import bernoulli_nll, kl_divergence
-from vae_course.train import LR_SCHEDULES, TrainConfig, Trainer, TrainingDiverged, _InterruptFlag, lr_at
+from vae_course.train import LR_SCHEDULES, TrainConfig, Trainer, TrainingDiverged, StopSignals, lr_at
 
 # One epoch of 256 images, one repeat: the smallest real run (two child processes).
 TINY = dict(epochs=1, repeats=1, threads=1, limit_train=256, limit_test=128)
@@ -205,7 +205,7 @@ def test_cosine_history_and_exact_resume(tiny_data, tmp_path):
     assert history[1]["lr"] == pytest.approx(lr_at(3e-3, "cosine", (2 * steps - 1) / (2 * steps)))
     # stop a 2-epoch run after its first epoch (as Ctrl-C would), then resume it
     two = _trainer(tiny_data, lr=3e-3, lr_schedule="cosine")
-    with _InterruptFlag() as flag:
+    with StopSignals() as flag:
         two.history.append(two._run_epoch(1, flag))
     two.epoch = 1
     state = two.state_dict()

@@ -10,6 +10,12 @@ imported from here. Where things live:
 ``models``         ``Autoencoder``, ``VAE`` (the seed's), ``ConvVAE``, ``CVAE``
 ``losses``         ``reparameterize``, ``kl_divergence``, reconstruction terms, the objective, IWAE
 ``schedules``      learning-rate and KL warm-up schedules
+``config``         ``TrainConfig``: every setting, its resume policy, the one set of defaults
+``signals``        one handler for Ctrl-C, SIGTERM and SIGHUP: finish the step, save, stop
+``arguments``      the command line's argument types
+``version``        the package's version
+``checkpoint_checks`` every check a checkpoint passes before use (bounded memory)
+``bench_runs``     one side of the benchmark, in its own process
 ``train``          ``train_epoch`` (the loop), ``Trainer`` / ``train_model``, stop signals, resume
 ``run_folder``     one owner for a run's ``--out`` folder: lock, no silent overwrite, atomic writes
 ``checkpoint``     the checkpoint format: write, validate everything, read, migrate

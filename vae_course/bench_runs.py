@@ -32,7 +32,8 @@ from torch.utils.data import DataLoader, Subset
 
 from .data import torchvision_dataset
 from .device import device_name
-from .train import TrainConfig, Trainer
+from .config import TrainConfig
+from .train import Trainer
 
 USUAL = "usual"
 PACKAGE = "package"

@@ -37,8 +37,9 @@ from .plots import reconstruction_pairs, save_grid
 from .bench import add_bench_parser, run_bench_command
 from .run_folder import RunFolderError, open_run_folder
 from .settings import CacheDirError
-from .train import (RESUME_FIXED, TrainConfig, Trainer, TrainingDiverged, TrainingInterrupted, default_config,
-                    flag_name, on_resume)
+from .config import RESUME_FIXED, TrainConfig, default_config, flag_name, on_resume
+from .signals import TrainingInterrupted
+from .train import Trainer, TrainingDiverged
 
 GRAYSCALE_LABEL = "BCE bound on grayscale pixels, not a likelihood"
 

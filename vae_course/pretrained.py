@@ -22,7 +22,8 @@ from torch import nn
 
 from .checkpoint import epoch_of, history_of, load_checkpoint, model_from_checkpoint
 from .settings import cache_dir, smoke_mode
-from .train import TrainConfig, Trainer, affects_weights, default_config
+from .config import TrainConfig, affects_weights, default_config
+from .train import Trainer
 from .weights import shipped_history, shipped_model
 
 # The canonical PyTorch example's optimizer settings, given explicitly so that the

@@ -35,10 +35,9 @@ import math
 import os
 import shutil
 import signal
-import threading
 import time
-from contextlib import contextmanager, nullcontext
-from dataclasses import Field, asdict, dataclass, field, fields, replace
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
@@ -46,6 +45,11 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+# The settings and the stop signals live in their own modules; they are re-exported
+# here because "from vae_course.train import TrainConfig" is how the notebooks say it.
+from .config import (RECOMMENDED_SETTINGS, RESUME_FIXED, RESUME_FREE, RESUME_IF_CONSTANT_LR,  # noqa: F401
+                     TrainConfig, affects_weights, default_config, flag_name, on_resume, recommended_settings,
+                     resumed_config)
 from .checkpoint import (epoch_of, load_checkpoint, model_from_checkpoint, restore_training_state, save_checkpoint,
                          train_config_of, training_state)
 from .data import DataSplits, load_data, tensor_batches
@@ -58,240 +62,15 @@ from .models import build_model
 from .rng import seed_everything
 from .run_folder import atomic_write_text
 from .schedules import LR_SCHEDULES, beta_at, lr_at
+from .signals import STOP_SIGNALS, StopSignals, TrainingInterrupted  # noqa: F401
 
 __all__ = [
     "TrainConfig", "Trainer", "TrainingDiverged", "TrainingInterrupted", "EpochSums", "train_epoch",
     "train_model", "default_config", "recommended_settings", "RECOMMENDED_SETTINGS", "lr_at", "LR_SCHEDULES",
 ]
 
-# ---------------------------------------------------------------- settings
-# What may change when a run is resumed is declared on each TrainConfig field
-# (metadata "on_resume"); Trainer.resume enforces it for every caller.
-RESUME_FIXED = "fixed"  # must equal the checkpoint's value (the default)
-RESUME_FREE = "free"  # may change: it does not alter what was trained so far
-RESUME_IF_CONSTANT_LR = "if constant lr"  # may change only when lr_schedule is "constant"
-
-
-def _setting(default: Any, *, on_resume: str = RESUME_FIXED, affects_weights: bool = True) -> Any:
-    """A TrainConfig field with its resume policy and whether it changes the trained weights
-    (``pretrained`` leaves settings that do not out of its cache key)."""
-    return field(default=default, metadata={"on_resume": on_resume, "affects_weights": affects_weights})
-
-
-def on_resume(f: Field) -> str:
-    """The resume policy of a :class:`TrainConfig` field (``RESUME_FIXED`` unless declared)."""
-    return f.metadata.get("on_resume", RESUME_FIXED)
-
-
-def affects_weights(f: Field) -> bool:
-    """False for settings that cannot change the trained weights (device, log interval)."""
-    return f.metadata.get("affects_weights", True)
-
-
-def flag_name(name: str) -> str:
-    """The CLI flag of a setting: ``lr_schedule`` -> ``--lr-schedule``."""
-    return "--" + name.replace("_", "-")
-
-
-@dataclass
-class TrainConfig:
-    """Every setting of a training run (the CLI flags map one-to-one onto these)."""
-
-    model: str = "vae"
-    dataset: str = "mnist"
-    binarize: str = "none"
-    epochs: int = _setting(10, on_resume=RESUME_FREE)  # the total, also when resuming
-    batch_size: int = 128
-    latent_dim: int = 20
-    hidden_dim: int | None = None  # None: the model's default (400 for the MLPs)
-    # A new rate on resume continues a constant-rate run at that rate (a "step decay");
-    # a cosine schedule sets the rate itself at every step.
-    lr: float = _setting(1e-3, on_resume=RESUME_IF_CONSTANT_LR)
-    beta: float = 1.0
-    kl_warmup_epochs: float = 0.0  # KL annealing: beta ramps 0 -> beta over this many epochs
-    free_bits: float = 0.0  # nats per latent dimension (batch-average KL clamped below at this)
-    seed: int = 1
-    device: str = _setting("auto", on_resume=RESUME_FREE, affects_weights=False)
-    limit_train: int | None = None
-    limit_test: int | None = None
-    val_size: int = 0
-    amp: bool = False  # mixed precision (only used on CUDA)
-    compile: bool = False
-    log_every: int = _setting(50, on_resume=RESUME_FREE, affects_weights=False)
-    # How the learning rate moves during training: "constant" (the canonical
-    # example) or "cosine" (lr * (1 + cos(pi * t)) / 2, from lr at the start to 0
-    # at the end of the run, t = fraction of all steps done).
-    lr_schedule: str = "constant"
-    # The length of that schedule in epochs (None: the run's `epochs`). Fix it at the
-    # start when a run will be trained in several --resume steps, so that the rate
-    # follows one schedule and resuming gives exactly the one-go result.
-    schedule_epochs: int | None = None
-
-    def validate(self) -> None:
-        """Raise ``ValueError`` naming the first bad setting (before any data is loaded)."""
-        from .data import BINARIZE_MODES, DATASETS
-        from .device import DEVICE_CHOICES
-        from .models import MODELS
-
-        for name, known in (("model", MODELS), ("dataset", DATASETS), ("binarize", BINARIZE_MODES)):
-            if getattr(self, name) not in known:
-                raise ValueError(f"{name}: unknown choice {getattr(self, name)!r}; choose one of {sorted(known)}")
-        device = self.device
-        if not isinstance(device, str) or (device.lower() not in DEVICE_CHOICES
-                                           and not device.lower().startswith("cuda:")):
-            raise ValueError(f"device: unknown choice {device!r}; choose one of {DEVICE_CHOICES}")
-        for name in ("amp", "compile"):
-            if not isinstance(getattr(self, name), bool):
-                raise ValueError(f"{name}: must be True or False, got {getattr(self, name)!r}")
-        positive_ints = ("epochs", "batch_size", "latent_dim", "log_every")
-        for name in positive_ints:
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-                raise ValueError(f"{name}: must be a positive integer, got {value!r}")
-        for name in ("hidden_dim", "limit_train", "limit_test", "schedule_epochs"):
-            value = getattr(self, name)
-            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value <= 0):
-                raise ValueError(f"{name}: must be a positive integer (or unset), got {value!r}")
-        if not isinstance(self.val_size, int) or isinstance(self.val_size, bool) or self.val_size < 0:
-            raise ValueError(f"val_size: must be a non-negative integer, got {self.val_size!r}")
-        if not (isinstance(self.lr, (int, float)) and not isinstance(self.lr, bool)
-                and math.isfinite(self.lr) and self.lr > 0):
-            raise ValueError(f"lr: must be a positive number, got {self.lr!r}")
-        for name in ("beta", "kl_warmup_epochs", "free_bits"):
-            value = getattr(self, name)
-            if not (isinstance(value, (int, float)) and not isinstance(value, bool)
-                    and math.isfinite(value) and value >= 0):
-                raise ValueError(f"{name}: must be a non-negative number, got {value!r}")
-        if not isinstance(self.seed, int) or isinstance(self.seed, bool) or self.seed < 0:
-            raise ValueError(f"seed: must be a non-negative integer, got {self.seed!r}")
-        if self.lr_schedule not in LR_SCHEDULES:
-            raise ValueError(f"lr_schedule: unknown choice {self.lr_schedule!r}; choose one of {LR_SCHEDULES}")
-
-    def model_kwargs(self) -> dict[str, Any]:
-        kwargs: dict[str, Any] = {"latent_dim": self.latent_dim}
-        if self.hidden_dim is not None:
-            kwargs["hidden_dim"] = self.hidden_dim
-        return kwargs
-
-
-
-# The settings recommended for a model, on top of TrainConfig's defaults (which
-# stay the canonical PyTorch example's: constant lr 1e-3, batch 128). For the
-# seed's MLP they were chosen on a validation split (10 epochs, the last 10,000
-# training images held out) and confirmed on the test set with 3 seeds: see
-# results/quality_mlp_defaults.json and the "Results and benchmarks" page.
-RECOMMENDED_SETTINGS: dict[str, dict[str, Any]] = {
-    "vae": {"lr": 5e-3, "lr_schedule": "cosine", "batch_size": 128},
-}
-
-
-def recommended_settings(model: str) -> dict[str, Any]:
-    """The tuned training settings for ``model`` beyond :class:`TrainConfig`'s.
-
-    Returns a fresh dict of :class:`TrainConfig` field names to values (empty for
-    models without a tuned recipe). For ``"vae"``: a cosine schedule from a peak
-    learning rate of 5e-3 (dimensionless step size of Adam) at batch 128, which
-    after 10 epochs beats the canonical constant 1e-3 by about 1.5 nats per
-    example on the validation split.
-    """
-    if not isinstance(model, str):
-        raise TypeError(f"model: expected a model name, got {type(model).__name__}")
-    return dict(RECOMMENDED_SETTINGS.get(model, {}))
-
-
-def default_config(config_class: type[TrainConfig] = TrainConfig, **settings: Any) -> TrainConfig:
-    """The one set of defaults, used by the CLI, :func:`train_model` and ``pretrained``.
-
-    :class:`TrainConfig`'s defaults, then the model's tuned recipe
-    (:func:`recommended_settings`), then ``settings``. The recipe applies only as a
-    bundle: if any of its settings is given (e.g. ``lr``), none of it does, so
-    ``lr=1e-3, lr_schedule="constant"`` is exactly the canonical PyTorch example.
-    """
-    known = {f.name for f in fields(config_class)}
-    unknown = sorted(set(settings) - known)
-    if unknown:
-        raise ValueError(f"{unknown[0]}: not a training setting; known: {sorted(known)}")
-    recipe = recommended_settings(settings.get("model", config_class().model))
-    if any(key in settings for key in recipe):
-        recipe = {}
-    return config_class(**{**recipe, **settings})
-
-
 class TrainingDiverged(RuntimeError):
     """The loss became NaN or infinite; the last good checkpoint (if any) was kept."""
-
-
-class TrainingInterrupted(KeyboardInterrupt):
-    """Training stopped on a signal (after saving, unless it was a second signal).
-
-    A ``KeyboardInterrupt``, so a notebook's "Run all" stops; ``signum`` says
-    which signal, and the CLI exits with ``128 + signum`` like any program
-    stopped by it (130 for Ctrl-C, 143 for SIGTERM, 129 for SIGHUP).
-    """
-
-    def __init__(self, message: str, signum: int = signal.SIGINT) -> None:
-        super().__init__(message)
-        self.signum = int(signum)
-
-
-# The signals that mean "stop": Ctrl-C, what Colab/Slurm/preemption send, a closed terminal.
-STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
-
-
-class StopSignals:
-    """One handler for every stop signal, active inside ``with StopSignals() as stop:``.
-
-    The first signal only sets ``stop.signum``: the running step finishes and the
-    trainer saves and stops. A second one stops at once (``TrainingInterrupted``),
-    except during a save (``with stop.saving():``), which always completes: a
-    checkpoint is never abandoned half-way, and no traceback is printed.
-
-    ``escalate=False`` (under ``torchrun``): a second signal is only noted. A
-    Ctrl-C reaches every rank twice (from the terminal, then forwarded by
-    torchrun), and a rank that stopped at once would leave the others waiting
-    in a collective; torchrun itself kills ranks that are still alive 30 s after
-    it forwarded the signal.
-    """
-
-    def __init__(self, escalate: bool = True) -> None:
-        self.signum: int | None = None
-        self.escalate = escalate
-        self._saving = False
-        self._previous: dict[int, Any] = {}
-
-    @property
-    def raised(self) -> bool:
-        return self.signum is not None
-
-    def __enter__(self) -> "StopSignals":
-        if threading.current_thread() is threading.main_thread():  # signals reach only the main thread
-            for signum in STOP_SIGNALS:
-                self._previous[signum] = signal.signal(signum, self._handle)
-        return self
-
-    def _handle(self, signum: int, frame: Any) -> None:
-        if self.signum is None:
-            self.signum = signum
-        elif self.escalate and not self._saving:
-            raise TrainingInterrupted(
-                f"Stopped at once by a second {signal.Signals(signum).name}; the last checkpoint was kept.", signum)
-
-    @contextmanager
-    def saving(self) -> Iterator[None]:
-        """Signals arriving inside this block wait until it ends."""
-        self._saving = True
-        try:
-            yield
-        finally:
-            self._saving = False
-
-    def __exit__(self, *exc: object) -> None:
-        for signum, previous in self._previous.items():
-            signal.signal(signum, previous)
-        self._previous.clear()
-
-
-_InterruptFlag = StopSignals  # the former name (tests/test_bench.py still uses it)
 
 
 # ---------------------------------------------------------------- the loop
@@ -726,38 +505,6 @@ class Trainer:
 
         restore_training_state(self, state)
 
-
-
-def resumed_config(saved: TrainConfig, settings: dict[str, Any], done_epochs: int = 0) -> TrainConfig:
-    """``saved`` with ``settings`` applied, as the fields' resume policy allows.
-
-    Raises ``ValueError`` naming every setting that contradicts the checkpoint
-    (flag, given value, saved value), or an ``epochs`` below ``done_epochs``.
-    """
-    by_name = {f.name: f for f in fields(saved)}
-    changes, conflicts = {}, []
-    for name, value in settings.items():
-        if name not in by_name:
-            raise ValueError(f"{name}: not a training setting; known: {sorted(by_name)}")
-        old = getattr(saved, name)
-        if value is None or value == old:
-            continue
-        policy = on_resume(by_name[name])
-        if policy == RESUME_FREE or (policy == RESUME_IF_CONSTANT_LR and saved.lr_schedule == "constant"):
-            changes[name] = value
-        elif policy == RESUME_IF_CONSTANT_LR:
-            conflicts.append(f"{flag_name(name)} {value} (checkpoint has {old}), which only a run with the "
-                             f"constant schedule may change: its {saved.lr_schedule} schedule sets the rate")
-        else:
-            conflicts.append(f"{flag_name(name)} {value} (checkpoint has {old})")
-    if conflicts:
-        raise ValueError("--resume: these settings contradict the checkpoint: " + "; ".join(conflicts)
-                         + ". Drop them, or train into a new --out folder.")
-    config = replace(saved, **changes)
-    config.validate()
-    if config.epochs < done_epochs:
-        raise ValueError(f"--epochs {config.epochs}: the checkpoint already has {done_epochs} epochs")
-    return config
 
 
 def _write_error(path: Path, state: dict[str, Any], err: RuntimeError) -> OSError:
