@@ -219,6 +219,8 @@ def refuse_busy_start(allow_busy: bool) -> None:
 
 def execute(nb_path: Path, force: bool = False, timeout: int = 7200, allow_busy: bool = False) -> float:
     """Re-execute one notebook top to bottom in a fresh kernel, in full mode, and record the machine."""
+    refuse_busy_start(allow_busy)  # first, before importing torch raises the load itself
+    load_before = [round(x, 2) for x in os.getloadavg()]
     from nbclient import NotebookClient
     import torch
 
@@ -228,11 +230,9 @@ def execute(nb_path: Path, force: bool = False, timeout: int = 7200, allow_busy:
     if previous.get("device", "").startswith("cuda") and not device.startswith("cuda") and not force:
         raise SystemExit(f"{nb_path.name}: its outputs were made on {previous['device']}; refusing to "
                          f"overwrite them from {device}. Use --force to do it anyway.")
-    refuse_busy_start(allow_busy)
     sync_headers(nb, nb_path)
     env_smoke = os.environ.pop("VAE_COURSE_SMOKE", None)
     threads = torch.get_num_threads()
-    load_before = [round(x, 2) for x in os.getloadavg()]
     start = time.perf_counter()
     try:
         with LoadSampler() as sampler:

@@ -88,7 +88,8 @@ class Allowed:
 
 
 ALLOWED = [
-    Allowed("README.md", "Burda et al.'s 86.76", "Burda, Grosse & Salakhutdinov 2015, Table 1 (VAE, 1 stochastic layer)"),
+    Allowed("README.md", "report 86.76", "Burda, Grosse & Salakhutdinov 2015, Table 1 (VAE, 1 stochastic layer)"),
+    Allowed("README.md", "and 84.78", "Burda, Grosse & Salakhutdinov 2015, Table 1 (IWAE, 1 stochastic layer, k = 50)"),
     Allowed("book/cheat_sheet.md", "86.76 nats", "Burda et al. 2015, Table 1 (VAE, 1 stochastic layer, k = 1)"),
     Allowed("book/common_bugs.md", "about 100 nats", "order of magnitude of every grayscale-MNIST loss, not one run"),
     Allowed("book/common_bugs.md", "80–90 nats", "the range of published binarized-MNIST NLLs (Burda et al. 2015, Table 1)"),
