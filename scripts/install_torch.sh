@@ -19,6 +19,12 @@ if "$PY" -c "import torch, torchvision" >/dev/null 2>&1; then
   echo "torch $("$PY" -c 'import torch; print(torch.__version__)') is already installed: kept"
   exit 0
 fi
+# An index whose host does not even resolve (an offline or registry-only network) is skipped
+# at once rather than retried package by package.
+if [ -n "$CPU_INDEX" ] && ! "$PY" -c "import socket, sys, urllib.parse; socket.getaddrinfo(urllib.parse.urlparse(sys.argv[1]).hostname, 443)" "$CPU_INDEX" >/dev/null 2>&1; then
+  echo "note: $CPU_INDEX cannot be reached from here; installing torch from PyPI instead (larger: it brings CUDA libraries)"
+  CPU_INDEX=""
+fi
 if [ -n "$CPU_INDEX" ]; then
   echo "No NVIDIA GPU found: installing the CPU-only torch wheels from $CPU_INDEX"
   if quiet "$PY" -m pip install -q --timeout 15 --retries 1 --index-url "$CPU_INDEX" "${SPEC[@]}"; then
