@@ -33,3 +33,12 @@ if [ -n "$CPU_INDEX" ]; then
   echo "note: $CPU_INDEX could not be used; installing torch from PyPI instead (larger: it brings CUDA libraries)"
 fi
 quiet "$PY" -m pip install -q "${SPEC[@]}"
+status=$?
+# A torch and a torchvision that do not belong together fail only at import time
+# ("operator torchvision::nms does not exist"): say so now, not in the first notebook.
+if [ $status -eq 0 ] && ! "$PY" -c "import torch, torchvision" >/dev/null 2>&1; then
+  echo "error: the installed torch and torchvision do not work together; reinstall a matching pair, e.g." \
+       "'$PY -m pip install --force-reinstall torch torchvision'" >&2
+  exit 1
+fi
+exit $status
