@@ -14,6 +14,7 @@ imported from here. Where things live:
 ``signals``        one handler for Ctrl-C, SIGTERM and SIGHUP: finish the step, save, stop
 ``arguments``      the command line's argument types
 ``version``        the package's version
+``hashing``        file checksums (data archives, cache stamps, shipped weights)
 ``checkpoint_checks`` every check a checkpoint passes before use (bounded memory)
 ``bench_runs``     one side of the benchmark, in its own process
 ``train``          ``train_epoch`` (the loop), ``Trainer`` / ``train_model``, stop signals, resume

@@ -18,7 +18,6 @@ Pixels can be used three ways (``binarize=``):
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 import socket
@@ -34,6 +33,7 @@ from torch import Tensor
 from torchvision import datasets, transforms
 from torchvision.datasets.utils import check_integrity
 
+from .hashing import file_digest
 from .settings import cache_dir, data_source_dir
 
 # Names a learner types -> torchvision classes (whose ``resources`` carry the MD5s).
@@ -119,11 +119,7 @@ def _one_line(err: BaseException) -> str:
 
 
 def _md5(path: Path) -> str:
-    h = hashlib.md5()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+    return file_digest(path, "md5")
 
 
 def _extracted_files(name: str, raw_dir: Path) -> list[Path]:

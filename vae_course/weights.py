@@ -23,7 +23,6 @@ NAME CHECKPOINT`` writes a file and its manifest entry.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from pathlib import Path
@@ -32,6 +31,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from .hashing import file_digest
 from .models import build_model
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
@@ -63,11 +63,8 @@ def read_manifest(directory: Path | None = None) -> dict[str, dict[str, Any]]:
 
 
 def sha256_of(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+    """The SHA-256 of a shipped file, as its manifest records it."""
+    return file_digest(path, "sha256")
 
 
 def load_shipped(name: str, directory: Path | None = None) -> dict[str, Tensor] | None:
