@@ -8,6 +8,7 @@ import json
 import math
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -127,7 +128,9 @@ def test_sigint_during_cli_training_saves_and_resumes(tmp_path):
     assert proc.returncode == 130, (stdout, stderr)
     assert "Traceback" not in stderr
     assert "Resume with: python -m vae_course train --out" in stderr and "--resume --epochs 50" in stderr
-    assert "Interrupted during epoch" in stdout
+    # Where the signal lands (inside an epoch or between two) depends on the machine's speed;
+    # the in-process test below interrupts at a chosen step to cover "during" exactly.
+    assert re.search(r"Interrupted (during|after) epoch \d+", stdout), stdout
     state = load_checkpoint(out / "checkpoint.pt")
     assert state["interrupted"] is True and 1 <= state["epoch"] < 50
     done = state["epoch"]
