@@ -7,7 +7,7 @@ import matplotlib.figure
 import pytest
 import torch
 
-from vae_course import evaluate, plots
+from vae_course import evaluate, interpolation, plots
 from vae_course.models import CVAE, VAE, Autoencoder
 
 
@@ -95,7 +95,7 @@ def test_plots_return_figures(model_and_x, tmp_path):
                {"epoch": 2, "loss": 2.0, "recon": 1.5, "kl": 0.5, "test_loss": 2.2}]
     assert isinstance(plots.loss_curves(history), matplotlib.figure.Figure)
     z0, z1 = torch.randn(3), torch.randn(3)
-    path = plots.slerp(z0, z1, torch.linspace(0, 1, 5))
+    path = interpolation.slerp(z0, z1, torch.linspace(0, 1, 5))
     torch.testing.assert_close(path[0], z0) and torch.testing.assert_close(path[-1], z1)
     assert plots.interpolate(model, z0, z1, steps=5, spherical=True).shape == (5, 1, 28, 28)
     assert len(plots.CLASS_COLORS) == 10

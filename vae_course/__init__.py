@@ -20,6 +20,7 @@ imported from here. Where things live:
 ``train``          ``train_epoch`` (the loop), ``Trainer`` / ``train_model``, stop signals, resume
 ``run_folder``     one owner for a run's ``--out`` folder: lock, no silent overwrite, atomic writes
 ``checkpoint``     the checkpoint format: write, validate everything, read, migrate
+``inference``      running a model over a dataset: eval mode, batch by batch
 ``evaluate``       test ELBO and the importance-weighted NLL (memory-bounded)
 ``distributed``    several processes / GPUs with ``torchrun`` (DistributedDataParallel)
 ``device``         choosing CUDA, MPS or the CPU
@@ -27,6 +28,7 @@ imported from here. Where things live:
 ``plots``          image grids, latent scatter plots, loss curves
 ``diagrams``       pictures of the model: architecture, reparameterization, ELBO, posteriors
 ``widgets``        the interactive explorers (ipywidgets 7.7 and 8)
+``interpolation``  straight and spherical paths between two latent codes
 ``latent_metrics`` holes and between-cluster measures of a latent space (AE vs VAE)
 ``generalization`` train-vs-test ELBO and the overfitting experiment
 ``uncertainty``    the encoder's sigma on clean, noisy, occluded and overlaid digits

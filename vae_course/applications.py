@@ -17,6 +17,7 @@ from PIL import Image
 from torch import Tensor, nn
 
 from .evaluate import per_example_terms
+from .inference import device_of, eval_mode
 
 # ------------------------------------------------------------ anomaly detection
 
@@ -251,13 +252,11 @@ def impute(model: nn.Module, x: Tensor, observed: Tensor, steps: int = 10) -> Te
     if steps < 1:
         raise ValueError(f"steps: must be at least 1, got {steps}")
     keep = observed.to(x.dtype)
-    device = next(model.parameters()).device
-    was_training = model.training
-    model.eval()
+    device = device_of(model)
     current = x * keep
-    for _ in range(steps):
-        mu, _ = model.encode(current.to(device))
-        filled = torch.sigmoid(model.decode(mu)).cpu().to(x.dtype)
-        current = keep * x + (1 - keep) * filled
-    model.train(was_training)
+    with eval_mode(model):
+        for _ in range(steps):
+            mu, _ = model.encode(current.to(device))
+            filled = torch.sigmoid(model.decode(mu)).cpu().to(x.dtype)
+            current = keep * x + (1 - keep) * filled
     return current

@@ -37,7 +37,6 @@ than by indexing the dict, so that a later format changes one module.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import io
 import os
 import pickle
@@ -53,6 +52,7 @@ from .checkpoint_checks import (
     check_rng_state, check_scaler_state, check_tensors, check_train_config, fail, is_finite_number, is_int,
     meta_model, optimizer_state_for,
 )
+from .hashing import state_checksum
 from .models import build_model
 from .rng import get_rng_state, set_rng_state
 from .run_folder import atomic_write_bytes
@@ -71,37 +71,6 @@ REQUIRED_KEYS = ("format_version", "model_name", "model_config", "model_state", 
 TRAINING_KEYS = REQUIRED_KEYS + ("optimizer_state", "train_config", "rng", "data_generator", "noise_generator")
 
 
-def _digest(obj: Any, h: "hashlib._Hash | None" = None) -> str:
-    """A SHA-256 of everything in a checkpoint (tensor bytes, shapes, dtypes, and
-    the plain values), so a flipped bit on disk is caught at load time instead of
-    silently giving wrong weights. Dict keys are visited in sorted order.
-
-    It detects *damage*, not *tampering*: it has no key, so anyone who edits a
-    file can recompute it. That is why every field is also validated.
-    Only called on tensors that :func:`check_tensors` accepted (dense, no
-    overlapping memory), so ``contiguous()`` copies at most what the file holds.
-    """
-    top = h is None
-    h = hashlib.sha256() if top else h
-    if isinstance(obj, torch.Tensor):
-        t = obj.detach().cpu().contiguous()
-        h.update(f"T{t.dtype}{tuple(t.shape)}".encode())
-        if t.numel():
-            h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
-    elif isinstance(obj, dict):
-        h.update(b"D")
-        for key in sorted(obj, key=repr):
-            h.update(repr(key).encode())
-            _digest(obj[key], h)
-    elif isinstance(obj, (list, tuple)):
-        h.update(b"L" if isinstance(obj, list) else b"U")
-        for item in obj:
-            _digest(item, h)
-    else:
-        h.update(f"V{type(obj).__name__}:{obj!r}".encode())
-    return h.hexdigest() if top else ""
-
-
 def save_checkpoint(state: dict[str, Any], path: str | os.PathLike) -> Path:
     """Write ``state`` to ``path`` atomically, with a SHA-256 ``checksum`` added.
 
@@ -113,7 +82,7 @@ def save_checkpoint(state: dict[str, Any], path: str | os.PathLike) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     # A checksum of the contents lets load_checkpoint detect bit rot and partial copies.
     state = {**{k: v for k, v in state.items() if k != "checksum"}}
-    state["checksum"] = _digest(state)
+    state["checksum"] = state_checksum(state)
     # Serialise in memory first, then let the run folder's one atomic writer put the bytes
     # on disk: a full disk is then a plain OSError (ENOSPC), and a crash at any moment
     # leaves the old file or the new one, never half of one.
@@ -187,7 +156,7 @@ def _verify_checksum(state: dict, label: str) -> None:
         raise fail(label, "has no checksum, so damage to it could not be detected, and it was not loaded. If it "
                           "is yours and you trust it, add one: vae_course.checkpoint.save_checkpoint("
                           "torch.load(path, weights_only=True), path)")
-    if not isinstance(stored, str) or _digest({k: v for k, v in state.items() if k != "checksum"}) != stored:
+    if not isinstance(stored, str) or state_checksum({k: v for k, v in state.items() if k != "checksum"}) != stored:
         raise fail(label, "is corrupted: its contents do not match the checksum stored when it was saved (a "
                           "damaged disk, or an incomplete copy?); it is left as it is: use an earlier copy")
 

@@ -21,6 +21,7 @@ import torch
 from torch import Tensor, nn
 
 from .evaluate import per_example_terms
+from .inference import batches, device_of, eval_mode
 from .losses import kl_per_dimension
 
 ACTIVE_THRESHOLD = 0.01  # Burda et al. (2015): active when Cov_x(E_q[z_u]) > 10^-2
@@ -40,17 +41,12 @@ def posterior_params(
     """
     if not getattr(model, "is_variational", False):
         raise TypeError("model: expected a variational model with encode(x, y) -> (mu, logvar)")
-    device = next(model.parameters()).device
-    was_training = model.training
-    model.eval()
     mus, logvars = [], []
-    for start in range(0, len(x), batch_size):
-        xb = x[start : start + batch_size].to(device)
-        yb = None if y is None else y[start : start + batch_size].to(device)
-        mu, logvar = model.encode(xb, yb)
-        mus.append(mu.float().cpu())
-        logvars.append(logvar.float().cpu())
-    model.train(was_training)
+    with eval_mode(model):
+        for xb, yb in batches(x, y, batch_size, device_of(model)):
+            mu, logvar = model.encode(xb, yb)
+            mus.append(mu.float().cpu())
+            logvars.append(logvar.float().cpu())
     return torch.cat(mus), torch.cat(logvars)
 
 

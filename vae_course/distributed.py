@@ -49,6 +49,7 @@ from torch import Tensor, nn
 
 from .device import get_device
 from .evaluate import EVAL_SEED
+from .inference import batches, device_of, eval_mode
 from .losses import bernoulli_nll, kl_divergence
 
 TORCHRUN_VARS = ("RANK", "LOCAL_RANK", "WORLD_SIZE")  # set by torchrun for every process it starts
@@ -331,28 +332,26 @@ def evaluate_sharded(model: nn.Module, x: Tensor, y: Tensor | None, ctx: DistCon
     ``loss``, ``recon``, ``kl``, ``elbo``, ``elbo_stderr`` (nats per example)
     and ``n`` (images evaluated, all ranks together).
     """
-    device = next(model.parameters()).device
+    device = device_of(model)
     gen = torch.Generator(device=device).manual_seed(seed)
-    starts = list(range(0, len(x), batch_size))
-    mine = shard(torch.arange(len(starts)), ctx.rank, ctx.world_size).tolist()
+    n_batches = math.ceil(len(x) / batch_size)
+    mine = shard(torch.arange(n_batches), ctx.rank, ctx.world_size).tolist()
     # count, recon, kl, loss, elbo, elbo^2: summed in float64
     sums = torch.zeros(6, dtype=torch.float64, device=ctx.device)
-    was_training = model.training
-    model.eval()
-    for b in range(mine[-1] + 1 if mine else 0):
-        xb = x[starts[b]:starts[b] + batch_size].to(device)
-        yb = None if y is None else y[starts[b]:starts[b] + batch_size].to(device)
-        if b < mine[0]:
-            if getattr(model, "is_variational", False):  # replay the noise of a batch another rank evaluates
-                dtype = next(model.parameters()).dtype
-                torch.randn((len(xb), model.latent_dim), dtype=dtype, device=device, generator=gen)
-            continue
-        recon, kl = _batch_terms(model, xb, yb, gen)
-        elbo = (-(recon + kl)).double()
-        sums += torch.stack((torch.tensor(float(len(xb)), dtype=torch.float64, device=device),
-                             recon.double().sum(), kl.double().sum(), (recon + beta * kl).double().sum(),
-                             elbo.sum(), (elbo * elbo).sum())).to(ctx.device)
-    model.train(was_training)
+    with eval_mode(model):
+        for b, (xb, yb) in enumerate(batches(x, y, batch_size, device)):
+            if not mine or b > mine[-1]:
+                break
+            if b < mine[0]:
+                if getattr(model, "is_variational", False):  # replay the noise of a batch another rank evaluates
+                    dtype = next(model.parameters()).dtype
+                    torch.randn((len(xb), model.latent_dim), dtype=dtype, device=device, generator=gen)
+                continue
+            recon, kl = _batch_terms(model, xb, yb, gen)
+            elbo = (-(recon + kl)).double()
+            sums += torch.stack((torch.tensor(float(len(xb)), dtype=torch.float64, device=device),
+                                 recon.double().sum(), kl.double().sum(), (recon + beta * kl).double().sum(),
+                                 elbo.sum(), (elbo * elbo).sum())).to(ctx.device)
     count, recon_s, kl_s, loss_s, elbo_s, elbo_sq = all_reduce_sums(sums, ctx).tolist()
     variance = (elbo_sq - elbo_s * elbo_s / count) / (count - 1) if count > 1 else float("nan")
     return {"loss": loss_s / count, "recon": recon_s / count, "kl": kl_s / count, "elbo": elbo_s / count,

@@ -14,6 +14,7 @@ from torch import Tensor, nn
 from torch.distributions import Normal
 from tqdm.auto import tqdm
 
+from .inference import batches, device_of, eval_mode
 from .losses import bernoulli_nll, iwae_log_likelihood, objective_terms
 
 EVAL_SEED = 1234
@@ -30,15 +31,6 @@ def _mean_and_stderr(values: Tensor) -> tuple[float, float]:
     return values.mean().item(), stderr
 
 
-def _device_of(model: nn.Module) -> torch.device:
-    return next(model.parameters()).device
-
-
-def _batches(x: Tensor, y: Tensor | None, batch_size: int):
-    for start in range(0, len(x), batch_size):
-        yield x[start : start + batch_size], None if y is None else y[start : start + batch_size]
-
-
 @torch.inference_mode()
 def per_example_terms(
     model: nn.Module, x: Tensor, y: Tensor | None = None, batch_size: int = 2000, seed: int = EVAL_SEED
@@ -48,18 +40,14 @@ def per_example_terms(
     Returns two ``(n,)`` float32 tensors on the CPU, in nats. For the plain
     :class:`~vae_course.models.Autoencoder` the KL is zero.
     """
-    device = _device_of(model)
+    device = device_of(model)
     gen = _generator(device, seed)
     recons, kls = [], []
-    was_training = model.training
-    model.eval()
-    for xb, yb in _batches(x, y, batch_size):
-        xb = xb.to(device)
-        yb = None if yb is None else yb.to(device)
-        recon, kl, _ = objective_terms(model, xb, yb, generator=gen)  # the trainer's objective
-        recons.append(recon.cpu())
-        kls.append(kl.cpu())
-    model.train(was_training)
+    with eval_mode(model):
+        for xb, yb in batches(x, y, batch_size, device):
+            recon, kl, _ = objective_terms(model, xb, yb, generator=gen)  # the trainer's objective
+            recons.append(recon.cpu())
+            kls.append(kl.cpu())
     return torch.cat(recons), torch.cat(kls)
 
 
@@ -174,7 +162,7 @@ def _iwae_plan(model: nn.Module, x: Tensor, y: Tensor | None, k: int, samples_pe
     latent temporaries, is kept within a quarter of the budget: only a model
     with a latent size above about 300 draws it in smaller pieces (and so gets
     other random numbers than with the unbounded layout)."""
-    device = _device_of(model)
+    device = device_of(model)
     per_sample = iwae_bytes_per_sample(model, x[:1].to(device), None if y is None else y[:1].to(device))
     latent = model.encode(x[:1].to(device), None if y is None else y[:1].to(device))[0].shape[1]
     draw = min(max(1, samples_per_pass), max(1, memory_budget // (4 * 4 * 4 * latent)))
@@ -213,20 +201,17 @@ def iwae_nll(
         raise TypeError("model: the IWAE estimate needs a variational model (one with encode -> (mu, logvar))")
     if not isinstance(memory_budget, int) or memory_budget <= 0:
         raise ValueError(f"memory_budget: must be a positive number of bytes, got {memory_budget!r}")
-    device = _device_of(model)
+    device = device_of(model)
     gen = _generator(device, seed)
-    was_training = model.training
-    model.eval()
-    k_chunk, images_per_pass, decoder_samples = _iwae_plan(model, x, y, k, samples_per_pass, memory_budget)
     out = []
-    batches = list(_batches(x, y, images_per_pass))
-    for xb, yb in tqdm(batches, desc=f"IWAE k={k}", disable=not progress, leave=False):
-        xb = xb.to(device)
-        yb = None if yb is None else yb.to(device)
-        chunks = []
-        for start in range(0, k, k_chunk):
-            chunks.append(log_importance_weights(model, xb, yb, min(k_chunk, k - start), gen, decoder_samples))
-        out.append(iwae_log_likelihood(torch.cat(chunks, dim=1)).cpu())
-    model.train(was_training)
+    with eval_mode(model):
+        k_chunk, images_per_pass, decoder_samples = _iwae_plan(model, x, y, k, samples_per_pass, memory_budget)
+        passes = tqdm(batches(x, y, images_per_pass, device), total=math.ceil(len(x) / images_per_pass),
+                      desc=f"IWAE k={k}", disable=not progress, leave=False)
+        for xb, yb in passes:
+            chunks = []
+            for start in range(0, k, k_chunk):
+                chunks.append(log_importance_weights(model, xb, yb, min(k_chunk, k - start), gen, decoder_samples))
+            out.append(iwae_log_likelihood(torch.cat(chunks, dim=1)).cpu())
     nll, se = _mean_and_stderr(-torch.cat(out))
     return {"nll": nll, "nll_stderr": se, "k": k, "n": len(x)}

@@ -27,6 +27,7 @@ import torch
 from torch import Tensor, nn
 
 from .evaluate import per_example_terms
+from .inference import batches, device_of, eval_mode
 from .losses import bernoulli_nll, kl_divergence, reparameterize
 from .models import VAE
 
@@ -38,16 +39,12 @@ VARIANTS = {"vae": (True, True), "vae-no-noise": (False, True), "ae": (False, Fa
 @torch.inference_mode()
 def reconstruction_at_mean(model: nn.Module, x: Tensor, batch_size: int = 2000) -> Tensor:
     """``-log p(x | z = mu(x))`` for every image (Bernoulli, from logits), ``(n,)`` nats, on the CPU."""
-    device = next(model.parameters()).device
-    was_training = model.training
-    model.eval()
     out = []
-    for start in range(0, len(x), batch_size):
-        xb = x[start : start + batch_size].to(device)
-        code = model.encode(xb)
-        z = code[0] if isinstance(code, tuple) else code
-        out.append(bernoulli_nll(model.decode(z), xb).float().cpu())
-    model.train(was_training)
+    with eval_mode(model):
+        for xb, _ in batches(x, None, batch_size, device_of(model)):
+            code = model.encode(xb)
+            z = code[0] if isinstance(code, tuple) else code
+            out.append(bernoulli_nll(model.decode(z), xb).float().cpu())
     return torch.cat(out)
 
 

@@ -20,6 +20,8 @@ from itertools import combinations
 import torch
 from torch import Tensor, nn
 
+from .inference import batches, device_of, eval_mode
+
 __all__ = ["latent_codes", "random_codes", "empty_cell_fraction", "nearest_code_distances",
            "hole_metrics", "between_cluster_metrics", "latent_space_report"]
 
@@ -35,19 +37,14 @@ def latent_codes(model: nn.Module, x: Tensor, y: Tensor | None = None, batch_siz
     is actually trained on. (An autoencoder has nothing to sample: its ``z``.)
     """
     gen = torch.Generator().manual_seed(seed)
-    device = next(model.parameters()).device
-    was_training = model.training
-    model.eval()
     out = []
-    for start in range(0, len(x), batch_size):
-        xb = x[start : start + batch_size].to(device)
-        yb = None if y is None else y[start : start + batch_size].to(device)
-        code = model.encode(xb, yb) if getattr(model, "conditional", False) else model.encode(xb)
-        if isinstance(code, tuple):
-            mu, logvar = (t.float().cpu() for t in code)
-            code = mu + logvar.mul(0.5).exp() * torch.randn(mu.shape, generator=gen) if sample else mu
-        out.append(code.float().cpu())
-    model.train(was_training)
+    with eval_mode(model):
+        for xb, yb in batches(x, y, batch_size, device_of(model)):
+            code = model.encode(xb, yb) if getattr(model, "conditional", False) else model.encode(xb)
+            if isinstance(code, tuple):
+                mu, logvar = (t.float().cpu() for t in code)
+                code = mu + logvar.mul(0.5).exp() * torch.randn(mu.shape, generator=gen) if sample else mu
+            out.append(code.float().cpu())
     return torch.cat(out)
 
 

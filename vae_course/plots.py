@@ -15,6 +15,8 @@ from matplotlib.colors import ListedColormap
 from torch import Tensor, nn
 from torchvision.utils import make_grid, save_image
 
+from . import interpolation
+
 # Paul Tol's "muted" qualitative palette (9 colours, colour-blind safe) + grey.
 CLASS_COLORS = ["#332288", "#88CCEE", "#44AA99", "#117733", "#999933",
                 "#DDCC77", "#CC6677", "#882255", "#AA4499", "#777777"]
@@ -122,26 +124,10 @@ def loss_curves(history: Sequence[dict], keys: Sequence[str] = ("loss", "recon",
     return fig
 
 
-def slerp(z0: Tensor, z1: Tensor, t: Tensor) -> Tensor:
-    """Spherical interpolation between two codes ``(latent_dim,)`` at fractions ``t`` ``(steps,)``.
-
-    In many dimensions Gaussian samples concentrate near a sphere of radius
-    ``sqrt(latent_dim)``; a straight line between two of them passes closer to
-    the origin, where codes are atypical. slerp follows the sphere instead.
-    """
-    omega = torch.arccos(torch.clamp(torch.dot(z0 / z0.norm(), z1 / z1.norm()), -1.0, 1.0))
-    if omega.abs() < 1e-6:
-        return torch.lerp(z0, z1, t[:, None])
-    t = t[:, None]
-    return (torch.sin((1 - t) * omega) * z0 + torch.sin(t * omega) * z1) / torch.sin(omega)
-
-
 @torch.no_grad()
 def interpolate(model: nn.Module, z0: Tensor, z1: Tensor, steps: int = 10, spherical: bool = False) -> Tensor:
     """Decode ``steps`` codes from ``z0`` to ``z1`` (linear or spherical); returns ``(steps, 1, 28, 28)``."""
-    t = torch.linspace(0, 1, steps)
-    z0, z1 = z0.detach().cpu().float(), z1.detach().cpu().float()
-    z = slerp(z0, z1, t) if spherical else torch.lerp(z0, z1, t[:, None])
+    z = interpolation.path(z0.detach().cpu().float(), z1.detach().cpu().float(), steps, spherical)
     device = next(model.parameters()).device
     return torch.sigmoid(model.decode(z.to(device))).cpu()
 

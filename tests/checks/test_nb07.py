@@ -3,15 +3,15 @@ import math
 
 import torch
 
-from vae_course import checks, losses, plots
+from vae_course import checks, interpolation, losses
 
 
 def test_check_slerp(capsys):
     assert checks.check_slerp(None) is None
-    assert checks.check_slerp(plots.slerp) is True
+    assert checks.check_slerp(interpolation.slerp) is True
     assert checks.check_slerp(lambda z0, z1, t: torch.lerp(z0, z1, t[:, None])) is False
     assert "lerp" in capsys.readouterr().out
-    assert checks.check_slerp(lambda z0, z1, t: plots.slerp(z1, z0, t)) is False
+    assert checks.check_slerp(lambda z0, z1, t: interpolation.slerp(z1, z0, t)) is False
     assert "t = 0" in capsys.readouterr().out
 
 

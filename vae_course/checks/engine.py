@@ -35,6 +35,19 @@ def not_attempted(title: str, why: str = "fill in the function above, then re-ru
     print(f"⏳ {title}: not attempted yet — {why}")
 
 
+def unusable(title: str, fn: Any) -> bool | None:
+    """The verdict on an answer that cannot be run, printed: ``None`` when the learner has not
+    written it yet (``fn is None``), ``False`` when it is not a function. ``True`` means
+    "usable": go on and check it."""
+    if fn is None:
+        not_attempted(title)
+        return None
+    if not callable(fn):
+        print(f"❌ {title}: expected a function, got {type(fn).__name__}.")
+        return False
+    return True
+
+
 def as_tensor(out: Any) -> Tensor | None:
     """The learner's output as a tensor (Python numbers become 0-d tensors); ``None`` if it is neither."""
     if isinstance(out, Tensor):
@@ -90,12 +103,8 @@ def run_check(
     numbers (like ``reparameterize``) can be compared exactly.
     Returns ``True`` (correct), ``False`` (wrong) or ``None`` (not attempted).
     """
-    if fn is None:
-        not_attempted(title)
-        return None
-    if not callable(fn):
-        print(f"❌ {title}: expected a function, got {type(fn).__name__}.")
-        return False
+    if (usable := unusable(title, fn)) is not True:
+        return usable
     outputs = []
     for args in cases:
         try:

@@ -8,21 +8,14 @@ from typing import Callable
 import torch
 from torch import Tensor
 
+from ..interpolation import slerp
 from ..losses import aggregate_posterior_log_density
 from . import engine
 from .engine import Variant
 
 
-def slerp(z0: Tensor, z1: Tensor, t: Tensor) -> Tensor:
-    """The package's :func:`vae_course.plots.slerp`, ``(steps, latent_dim)``; imported when first
-    called, so that importing the checks does not import matplotlib."""
-    from ..plots import slerp as package_slerp
-
-    return package_slerp(z0, z1, t)
-
-
 def check_slerp(fn: Callable[[Tensor, Tensor, Tensor], Tensor] | None) -> bool | None:
-    """Check ``fn(z0, z1, t) -> (steps, latent_dim)``: spherical interpolation (see ``plots.slerp``)."""
+    """Check ``fn(z0, z1, t) -> (steps, latent_dim)``: spherical interpolation (see ``interpolation.slerp``)."""
     g = torch.Generator().manual_seed(5)
     cases = [(torch.randn(d, generator=g), torch.randn(d, generator=g), torch.linspace(0, 1, steps))
              for d, steps in ((2, 5), (20, 7), (50, 3))]

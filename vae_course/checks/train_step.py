@@ -33,7 +33,7 @@ from ..data import DataNotFoundError, DataSplits, load_data, tensor_batches
 from ..evaluate import evaluate_elbo
 from ..losses import bernoulli_nll, kl_divergence, reparameterize
 from ..models import VAE
-from .engine import Variant, as_tensor, matching_variant, not_attempted
+from .engine import Variant, as_tensor, matching_variant, not_attempted, unusable
 
 TITLE = "train_step"
 TRAIN_IMAGES = 6_000   # the first images of MNIST's training split
@@ -232,12 +232,8 @@ def check_train_step(fn: StepFn | None) -> bool | None:
     and compare the test loss (nats per example) with :data:`TARGET_LOSS`; when it misses,
     name the known mistake its numbers look like. Prints the verdict; returns
     ``True`` / ``False`` / ``None`` (not attempted) and never raises."""
-    if fn is None:
-        not_attempted(TITLE)
-        return None
-    if not callable(fn):
-        print(f"❌ {TITLE}: expected a function, got {type(fn).__name__}.")
-        return False
+    if (usable := unusable(TITLE, fn)) is not True:
+        return usable
     with torch.random.fork_rng(devices=[]):  # leave the notebook's random numbers as they were
         try:
             return _train_and_judge(fn)
