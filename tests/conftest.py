@@ -94,6 +94,18 @@ def tiny_data(mnist_small):
                       d.val_x[:0], d.val_y[:0], d.test_x[:200], d.test_y[:200])
 
 
+@pytest.fixture(scope="module")
+def model_and_x():
+    """An untrained 3-d VAE (hidden 32) and 12 binary images (one per test module)."""
+    import torch
+
+    from vae_course.models import VAE
+
+    torch.manual_seed(0)
+    x = torch.bernoulli(torch.full((12, 1, 28, 28), 0.3), generator=torch.Generator().manual_seed(1))
+    return VAE(latent_dim=3, hidden_dim=32), x
+
+
 @pytest.fixture(scope="session")
 def cli_two_epochs(tmp_path_factory):
     """One CLI run of 2 epochs on 2000 images (shared by the CLI and resume tests)."""

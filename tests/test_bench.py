@@ -1,6 +1,5 @@
 """The benchmark (tiny runs: it must work and write valid JSON; no time is ever
-asserted), the canonical example's loss, the learning-rate schedule and the
-trainer's lean hot path."""
+asserted), the canonical example's loss and the trainer's lean hot path."""
 from __future__ import annotations
 
 import ast
@@ -16,7 +15,6 @@ from vae_course import bench, bench_runs
 from vae_course.bench import PACKAGE, USUAL
 from vae_course.cli import main
 from vae_course.losses import bernoulli_nll, kl_divergence
-from vae_course.train import LR_SCHEDULES, TrainConfig, Trainer, TrainingDiverged, StopSignals, lr_at
 
 # One epoch of 256 images, one repeat: the smallest real run (two child processes).
 TINY = dict(epochs=1, repeats=1, threads=1, limit_train=256, limit_test=128)
@@ -171,70 +169,3 @@ def test_example_loss_equals_package_terms():
 def test_example_vae_has_the_seed_layers():
     names = [n for n, _ in bench_runs.ExampleVAE().named_parameters()]
     assert names == [f"{layer}.{p}" for layer in ("fc1", "fc21", "fc22", "fc3", "fc4") for p in ("weight", "bias")]
-
-
-# ---------------------------------------------------------------- the LR schedule
-@pytest.mark.parametrize("progress, expected", [(0.0, 1.0), (0.5, 0.5), (1.0, 0.0), (0.25, 0.8535534), (2.0, 0.0)])
-def test_cosine_schedule_values(progress, expected):
-    # lr * (1 + cos(pi t)) / 2
-    assert lr_at(1.0, "cosine", progress) == pytest.approx(expected, abs=1e-7)
-    assert lr_at(3e-3, "constant", progress) == 3e-3
-
-
-def test_unknown_schedule_is_rejected():
-    assert LR_SCHEDULES == ("constant", "cosine")
-    with pytest.raises(ValueError, match="lr_schedule"):
-        TrainConfig(lr_schedule="linear").validate()
-    with pytest.raises(ValueError, match="lr_schedule"):
-        lr_at(1.0, "step", 0.5)
-
-
-def _trainer(data, **cfg):
-    settings = {"epochs": 2, "batch_size": 128, "device": "cpu", "seed": 1, **cfg}
-    return Trainer(config=TrainConfig(**settings), data=data, progress=False, log=None)
-
-
-def test_cosine_history_and_exact_resume(tiny_data, tmp_path):
-    """The lr follows the cosine per step; stopping after epoch 1 and resuming
-    gives exactly the weights of an uninterrupted run."""
-    full = _trainer(tiny_data, lr=3e-3, lr_schedule="cosine")
-    history = full.fit()
-    steps = math.ceil(512 / 128)
-    # lr at the last step of each epoch
-    assert history[0]["lr"] == pytest.approx(lr_at(3e-3, "cosine", (steps - 1) / (2 * steps)))
-    assert history[1]["lr"] == pytest.approx(lr_at(3e-3, "cosine", (2 * steps - 1) / (2 * steps)))
-    # stop a 2-epoch run after its first epoch (as Ctrl-C would), then resume it
-    two = _trainer(tiny_data, lr=3e-3, lr_schedule="cosine")
-    with StopSignals() as flag:
-        two.history.append(two._run_epoch(1, flag))
-    two.epoch = 1
-    state = two.state_dict()
-    assert state["lr_schedule"]["name"] == "cosine" and state["lr_schedule"]["epochs"] == 2
-    resumed = _trainer(tiny_data, lr=3e-3, lr_schedule="cosine")
-    resumed.load_state(state)
-    resumed.fit()
-    for a, b in zip(full.model.parameters(), resumed.model.parameters()):
-        assert torch.equal(a, b)
-
-
-def test_constant_schedule_keeps_lr(tiny_data):
-    h = _trainer(tiny_data, epochs=1, lr=2e-3).fit()
-    assert h[0]["lr"] == 2e-3
-
-
-
-def test_recommended_settings_are_valid_config_values():
-    from dataclasses import fields
-
-    from vae_course.train import recommended_settings
-
-    rec = recommended_settings("vae")
-    assert rec == {"lr": 5e-3, "lr_schedule": "cosine", "batch_size": 128}
-    assert recommended_settings("conv-vae") == {}
-    names = {f.name for f in fields(TrainConfig)}
-    assert set(rec) <= names
-    TrainConfig(**rec).validate()
-    rec["lr"] = 1.0  # a fresh copy: changing it changes nothing for the next caller
-    assert recommended_settings("vae")["lr"] == 5e-3
-    with pytest.raises(TypeError):
-        recommended_settings(None)

@@ -8,9 +8,10 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-from torch.distributions import Bernoulli, Normal, kl_divergence as torch_kl
+from torch.distributions import Bernoulli, Categorical, Independent, MixtureSameFamily, Normal, kl_divergence as torch_kl
 
 from vae_course import losses
+from vae_course.losses import kl_divergence
 
 
 def _randn(*shape, seed=0, scale=1.0, dtype=torch.float32):
@@ -255,3 +256,83 @@ def test_image_terms_reject_mismatched_shapes():
         losses.iwae_log_likelihood(torch.zeros(3))
     with pytest.raises(ValueError, match="mu_p"):
         losses.gaussian_kl(torch.zeros(2, 3), torch.zeros(2, 3), torch.zeros(4), torch.zeros(3))
+
+
+# ------------------------------------------------------------------ notebook 4's KL formulas
+# The formulas notebook 4 derives, checked the same three ways as in the notebook.
+def test_kl_three_ways():
+    import math
+
+    import torch.distributions as D
+
+    from vae_course.losses import gaussian_kl
+
+    g = torch.Generator().manual_seed(0)
+    mu = torch.randn(3, 6, generator=g, dtype=torch.float64)
+    logvar = torch.randn(3, 6, generator=g, dtype=torch.float64) * 0.7
+    std = torch.exp(0.5 * logvar)
+    q = D.Independent(D.Normal(mu, std), 1)
+    p = D.Independent(D.Normal(torch.zeros_like(mu), torch.ones_like(mu)), 1)
+    want = D.kl_divergence(q, p)
+    assert torch.allclose(kl_divergence(mu, logvar).double(), want, rtol=1e-5)
+    assert torch.allclose(gaussian_kl(mu, logvar, torch.zeros_like(mu), torch.zeros_like(mu)).double(), want, rtol=1e-5)
+    z = mu + std * torch.randn((50_000, 3, 6), generator=g, dtype=torch.float64)
+    terms = q.log_prob(z) - p.log_prob(z)
+    se = terms.std(0) / math.sqrt(len(z))
+    assert ((terms.mean(0) - want).abs() < 5 * se).all()
+
+
+def test_gaussian_kl_general_and_asymmetric():
+    import torch.distributions as D
+
+    from vae_course.losses import gaussian_kl
+
+    g = torch.Generator().manual_seed(1)
+    mq, lq, mp, lp = (torch.randn(2, 4, generator=g, dtype=torch.float64) for _ in range(4))
+    q = D.Independent(D.Normal(mq, torch.exp(0.5 * lq)), 1)
+    p = D.Independent(D.Normal(mp, torch.exp(0.5 * lp)), 1)
+    assert torch.allclose(gaussian_kl(mq, lq, mp, lp).double(), D.kl_divergence(q, p), rtol=1e-5)
+    assert not torch.allclose(gaussian_kl(mq, lq, mp, lp), gaussian_kl(mp, lp, mq, lq))
+
+
+def test_mixed_reductions_weight_the_kl():
+    """recon.sum() + kl.mean() weights the KL by 1/batch relative to the reconstruction."""
+    recon = torch.full((8,), 100.0, requires_grad=True)
+    kl = torch.full((8,), 25.0, requires_grad=True)
+    grad_r, grad_k = torch.autograd.grad(recon.sum() + kl.mean(), (recon, kl))
+    assert (grad_k / grad_r).allclose(torch.full((8,), 1 / 8))
+
+
+# ----------------------------------------------------- aggregate posterior q(z)
+def test_aggregate_posterior_matches_torch_mixture():
+    g = torch.Generator().manual_seed(0)
+    mu, logvar = torch.randn(30, 3, generator=g), torch.randn(30, 3, generator=g) * 0.5
+    z = torch.randn(7, 3, generator=g) * 2
+    mixture = MixtureSameFamily(Categorical(logits=torch.zeros(30)),
+                                Independent(Normal(mu, torch.exp(0.5 * logvar)), 1))
+    got = losses.aggregate_posterior_log_density(z, mu, logvar)
+    assert got.shape == (7,)
+    torch.testing.assert_close(got, mixture.log_prob(z), rtol=1e-5, atol=1e-5)
+
+
+def test_aggregate_posterior_of_one_standard_normal_is_the_prior():
+    z = torch.linspace(-3, 3, 11)[:, None].repeat(1, 2)
+    got = losses.aggregate_posterior_log_density(z, torch.zeros(1, 2), torch.zeros(1, 2))
+    torch.testing.assert_close(got, Normal(0.0, 1.0).log_prob(z).sum(-1))
+
+
+def test_aggregate_posterior_integrates_to_one():
+    g = torch.Generator().manual_seed(1)
+    mu, logvar = torch.randn(20, 2, generator=g), torch.full((20, 2), -1.0)
+    grid = torch.linspace(-7, 7, 281)
+    zx, zy = torch.meshgrid(grid, grid, indexing="ij")
+    dens = losses.aggregate_posterior_log_density(torch.stack([zx.flatten(), zy.flatten()], 1), mu, logvar).exp()
+    area = (grid[1] - grid[0]) ** 2
+    assert abs(dens.sum().item() * area.item() - 1) < 1e-3
+
+
+def test_aggregate_posterior_rejects_bad_shapes():
+    with pytest.raises(ValueError):
+        losses.aggregate_posterior_log_density(torch.zeros(4, 3), torch.zeros(5, 2), torch.zeros(5, 2))
+    with pytest.raises(ValueError):
+        losses.aggregate_posterior_log_density(torch.zeros(4, 2), torch.zeros(5, 2), torch.zeros(5, 3))

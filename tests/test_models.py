@@ -1,10 +1,15 @@
-"""The four models: shapes, logits, configs, and clear errors for bad inputs."""
+"""The four models: shapes, logits, configs, clear errors for bad inputs, and the
+convolution output-size formulas."""
 from __future__ import annotations
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from torch import nn
 
-from vae_course.models import CVAE, MODELS, VAE, Autoencoder, ConvVAE, build_model
+from vae_course.models import (CVAE, MODELS, VAE, Autoencoder, ConvVAE, build_model, conv2d_output_size,
+                               conv_transpose2d_output_size)
 
 X = torch.rand(5, 1, 28, 28, generator=torch.Generator().manual_seed(0))
 Y = torch.arange(5)
@@ -104,3 +109,44 @@ def test_build_model_errors():
         build_model("gan")
     with pytest.raises(ValueError, match="bad constructor arguments"):
         build_model("vae", depth=3)
+
+
+# ------------------------------------------------------------ convolution sizes
+@settings(max_examples=60, deadline=None)
+@given(size=st.integers(1, 40), kernel=st.integers(1, 7), stride=st.integers(1, 4), padding=st.integers(0, 3))
+def test_conv2d_output_size_matches_torch(size, kernel, stride, padding):
+    if size + 2 * padding < kernel:
+        with pytest.raises(ValueError):
+            conv2d_output_size(size, kernel, stride, padding)
+        return
+    out = nn.Conv2d(1, 1, kernel, stride=stride, padding=padding)(torch.zeros(1, 1, size, size))
+    assert conv2d_output_size(size, kernel, stride, padding) == out.shape[-1]
+
+
+@settings(max_examples=60, deadline=None)
+@given(size=st.integers(1, 20), kernel=st.integers(1, 6), stride=st.integers(1, 3), padding=st.integers(0, 2),
+       output_padding=st.integers(0, 2))
+def test_conv_transpose2d_output_size_matches_torch(size, kernel, stride, padding, output_padding):
+    if output_padding >= stride:  # torch requires output_padding < stride
+        return
+    expected = conv_transpose2d_output_size(size, kernel, stride, padding, output_padding)
+    if expected <= 0:
+        return
+    layer = nn.ConvTranspose2d(1, 1, kernel, stride=stride, padding=padding, output_padding=output_padding)
+    assert layer(torch.zeros(1, 1, size, size)).shape[-1] == expected
+
+
+def test_conv_vae_shapes_follow_the_formulas():
+    assert conv2d_output_size(28, 4, 2, 1) == 14 and conv2d_output_size(14, 4, 2, 1) == 7
+    assert conv_transpose2d_output_size(7, 4, 2, 1) == 14 and conv_transpose2d_output_size(14, 4, 2, 1) == 28
+    model = ConvVAE(latent_dim=50)
+    x = torch.rand(3, 1, 28, 28)
+    assert model.encoder[:2](x).shape == (3, 32, 14, 14)
+    assert model.encoder[:4](x).shape == (3, 64, 7, 7)
+    assert model.decode(torch.zeros(3, 50)).shape == (3, 1, 28, 28)
+
+
+@pytest.mark.parametrize("args", [(0, 3, 1, 0), (5, 0, 1, 0), (5, 3, 0, 0), (5, 3, 1, -1), (2, 5, 1, 0)])
+def test_conv2d_output_size_rejects_bad_arguments(args):
+    with pytest.raises(ValueError):
+        conv2d_output_size(*args)
