@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from vae_course.config import TrainConfig
+from vae_course.config import TrainConfig, default_config, recommended_settings, resumed_config
 from vae_course.train import Trainer
 
 
@@ -52,8 +52,6 @@ def test_a_new_config_field_enters_the_pretrained_cache_key_by_its_metadata():
     ({}, {"learning_rate": 1}, "learning_rate: not a training setting"),
 ])
 def test_resumed_config_enforces_the_policy(settings, given, error):
-    from vae_course.train import resumed_config
-
     with pytest.raises(ValueError) as info:
         resumed_config(TrainConfig(**settings), given, done_epochs=2)
     assert error in str(info.value)
@@ -63,7 +61,6 @@ def test_resumed_config_enforces_the_policy(settings, given, error):
 
 def test_one_set_of_defaults():
     from vae_course.pretrained import pretrained_config
-    from vae_course.train import default_config, recommended_settings
 
     assert default_config() == TrainConfig(**recommended_settings("vae"))  # the tuned recipe for the seed's VAE
     assert default_config(model="conv-vae") == TrainConfig(model="conv-vae")  # no recipe: TrainConfig's own
@@ -78,8 +75,6 @@ def test_one_set_of_defaults():
 
 def test_recommended_settings_are_valid_config_values():
     from dataclasses import fields
-
-    from vae_course.train import recommended_settings
 
     rec = recommended_settings("vae")
     assert rec == {"lr": 5e-3, "lr_schedule": "cosine", "batch_size": 128}

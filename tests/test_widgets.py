@@ -11,8 +11,6 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
-pytest.importorskip("ipywidgets")
-
 from vae_course.losses import kl_divergence  # noqa: E402
 from vae_course.models import VAE, ConvVAE, CVAE  # noqa: E402
 from vae_course.widgets import LatentExplorer, kl_densities_figure, kl_explorer, latent_explorer  # noqa: E402
