@@ -172,8 +172,8 @@ def test_capstone_solution_is_the_checks_reference():
     """The folded solution of the capstone is the reference the check trains with."""
     from vae_course.checks.train_step import train_step_solution
 
-    solution = _cell("# @title Solution\ndef train_step(")
-    assert _function_body(solution, "train_step") == _function_body(
+    solution = _cell("# @title Solution\ndef train_step_solution(")
+    assert _function_body(solution, "train_step_solution") == _function_body(
         inspect.getsource(train_step_solution), "train_step_solution")
     stub = _cell("def train_step(model, optimizer, x):\n    # Your code")
     assert "raise NotImplementedError" in stub
