@@ -1,5 +1,5 @@
 """Checks used by notebook 5: the Gaussian NLL (at the seed's sigma and another) and the
-BCE floor of grayscale targets. The capstone training step is in test_train_step.py."""
+BCE floor of grayscale targets. The capstone training step is in tests/checks/test_train_step.py."""
 import math
 
 import pytest
