@@ -21,7 +21,8 @@ SITE := _build/site
         python-check-lab python-check-dev clean
 
 help:
-	@echo "make lab        set up the notebooks' environment (first time: a few minutes) and open JupyterLab"
+	@echo "make lab        set up the notebooks' environment (first time: a few minutes) and open JupyterLab:"
+	@echo "                your copies in lab/exercises/, the solutions (read-only) in lab/solutions/"
 	@echo "make train ARGS='--model vae --epochs 10'   run the trainer (python -m vae_course train ARGS)"
 	@echo "make book       build the web book into $(SITE)/_build/html (maths offline when npm is there)"
 	@echo "make test       set up everything and run every test: unit, notebooks, book, browser"
@@ -29,7 +30,8 @@ help:
 	@echo "make notebooks  run every notebook in smoke mode and compare the checked outputs (nbval)"
 	@echo "make book-test  build the book with offline assets and test it in headless Chromium"
 	@echo "make student    write the student version (no solutions) into student/ (commit it: the badges open it)"
-	@echo "make execute    re-execute notebooks in full mode on a quiet machine, record it, refill prose numbers (NB=path)"
+	@echo "make execute    re-execute notebooks in full mode on a quiet machine, record it, refill prose numbers"
+	@echo "                (NB=notebooks/NN_name.ipynb for one; ARGS=--allow-busy or ARGS=--force pass flags on)"
 	@echo "make numbers    refill the measured numbers in README and the book from their sources"
 	@echo "make gpu-pass   on a CUDA machine: GPU bench, conv long run + evaluation, notebook 6 (resumable)"
 	@echo "make bench      time the usual DataLoader recipe against the package's trainer"
@@ -65,14 +67,34 @@ $(DEV_STAMP): $(LAB_STAMP) requirements-dev.txt requirements.txt constraints.txt
 	@touch $@
 
 # ------------------------------------------------------------------ learning
+# lab/exercises: your copies of student/ (never overwritten once changed);
+# lab/solutions: notebooks/, read-only, refreshed each time (scripts/lab.py).
 lab: venv-lab
-	@$(PY) -m jupyter lab notebooks $(JUPYTER_ROOT)
+	@$(PY) scripts/lab.py $(JUPYTER_ROOT)
+
+# A clean stop on a signal (the trainer saved, printed how to resume and exited 128 + n)
+# ends make by the same signal, so `make train; echo $$?` shows 130/143/129 and make adds no
+# "*** Error 143" line. The recipe's shell passes SIGTERM/SIGHUP sent to make on to the
+# trainer, survives them itself and waits for the trainer (Ctrl-C reaches the trainer from the
+# terminal). Then it signals make and exits once make's handler runs (make resets the signal
+# to its default there: SigCgt in /proc), so make never sees a failed recipe. Any other
+# failure is make's usual error.
+define until_clean_stop
+	@trap '' INT; trap 'kill -TERM $$pid 2>/dev/null' TERM; trap 'kill -HUP $$pid 2>/dev/null' HUP; \
+	$(1) & pid=$$!; \
+	while wait $$pid; rc=$$?; kill -0 $$pid 2>/dev/null; do :; done; \
+	case $$rc in 129|130|143) sig=$$((rc - 128)); trap 'exit 0' TERM; trap '' INT HUP; kill -$$sig $$PPID; \
+	  [ -r /proc/$$PPID/status ] || sleep 1; \
+	  for i in $$(seq 50); do caught=$$(sed -n 's/^SigCgt:[[:space:]]*//p' /proc/$$PPID/status 2>/dev/null); \
+	    [ -n "$$caught" ] && (( (0x$$caught >> (sig - 1)) & 1 )) || break; sleep 0.1; done; exit 0;; esac; \
+	exit $$rc
+endef
 
 train: venv-lab
-	@$(PY) -m vae_course train $(ARGS)
+	$(call until_clean_stop,$(PY) -m vae_course train $(ARGS))
 
 bench: venv-lab
-	@$(PY) -m vae_course bench $(ARGS)
+	$(call until_clean_stop,$(PY) -m vae_course bench $(ARGS))
 
 # The web book. With npm, MathJax and the widget renderer are copied in (the
 # same offline assets as book-test), so the maths shows without a network;

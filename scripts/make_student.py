@@ -6,6 +6,9 @@ For every ``NN_*.ipynb`` in SRC it writes DST/NN_*.ipynb with
 
 * every cell tagged ``solution`` removed (and, as a safety net, any cell whose
   first line is ``# @title Solution``);
+* each "Stuck?" line (tag ``solution-pointer``, written by ``nbtools.py headers``
+  right before a solution) rewritten to link the version with solutions of the
+  same notebook (in Colab and in the book) and to name the exercise;
 * everything else kept: the text, the exercise stubs (tag ``exercise``), which
   return ``None``, and the check cells after them, which then print
   "⏳ not attempted yet" instead of failing;
@@ -28,6 +31,9 @@ from pathlib import Path
 
 import nbformat
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from nbtools import POINTER_TAG, exercise_name, pointer_source  # noqa: E402  (one owner for the pointer's text)
+
 SOLUTION_TAG = "solution"
 # A line that only instructs nbval (``# NBVAL_CHECK_OUTPUT``): noise to a learner.
 NBVAL_MARKER = re.compile(r"^[ \t]*# ?NBVAL_[A-Z_]+[ \t]*(\n|$)", re.MULTILINE)
@@ -42,8 +48,20 @@ def is_solution(cell: nbformat.NotebookNode) -> bool:
     return first.startswith(SOLUTION_TITLE)
 
 
-def student_notebook(nb: nbformat.NotebookNode) -> tuple[nbformat.NotebookNode, int]:
-    """The student copy of one notebook, and how many solution cells it lost."""
+def point_to_solutions(nb: nbformat.NotebookNode, name: str) -> None:
+    """Rewrite each "Stuck?" line of notebook ``name`` (``NN_x.ipynb``) for the student version, where
+    the solution below it is gone: it links the version with solutions instead."""
+    for i, cell in enumerate(nb.cells):
+        if POINTER_TAG in cell.get("metadata", {}).get("tags", []):
+            nxt = i + 1 if i + 1 < len(nb.cells) and is_solution(nb.cells[i + 1]) else None
+            exercise = exercise_name(nb.cells, nxt) if nxt is not None else None
+            cell.source = pointer_source(exercise, Path(name), student=True)
+
+
+def student_notebook(nb: nbformat.NotebookNode, name: str = "") -> tuple[nbformat.NotebookNode, int]:
+    """The student copy of notebook ``name`` (``NN_x.ipynb``), and how many solution cells it lost."""
+    if name:
+        point_to_solutions(nb, name)
     kept = [cell for cell in nb.cells if not is_solution(cell)]
     removed = len(nb.cells) - len(kept)
     for cell in kept:
@@ -66,7 +84,7 @@ def make_student(src: Path, dst: Path) -> list[tuple[str, int]]:
     dst.mkdir(parents=True, exist_ok=True)
     report = []
     for path in paths:
-        nb, removed = student_notebook(nbformat.read(path, as_version=4))
+        nb, removed = student_notebook(nbformat.read(path, as_version=4), path.name)
         nbformat.validate(nb)
         nbformat.write(nb, dst / path.name)
         report.append((path.name, removed))

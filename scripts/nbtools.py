@@ -1,6 +1,6 @@
 """Notebook maintenance: Colab headers, freshness hashes, and full re-execution.
 
-    python scripts/nbtools.py headers            # rewrite every notebook's badge + setup cell
+    python scripts/nbtools.py headers            # every notebook's badge, setup cell, folded solutions, "Stuck?" lines
     python scripts/nbtools.py links              # links to book pages -> the published URLs
     python scripts/nbtools.py execute [NB ...]   # re-execute in full mode, record the hash and the machine
     python scripts/nbtools.py execute --force NB # also overwrite outputs made on a GPU
@@ -22,13 +22,18 @@ Conventions (see book/contributing.md):
   (another process was competing for the cores, and every time the page prints
   would be inflated). ``--allow-busy`` runs anyway and records ``quiet: false``,
   which the notebook tests reject;
-* solutions carry the tag ``solution``; exercise stubs the tag ``exercise``.
+* solutions carry the tag ``solution``; exercise stubs the tag ``exercise``;
+  ``headers`` folds each solution cell (Jupyter's ``source_hidden``, Colab's
+  form view) and writes a markdown cell tagged ``solution-pointer`` right before
+  it ("Stuck? The solution is folded in the next cell"); scripts/make_student.py
+  turns that line into a link to the version with solutions.
 """
 from __future__ import annotations
 
 import argparse
 import datetime as dt
 import hashlib
+import json
 import os
 import re
 import sys
@@ -109,13 +114,52 @@ def absolute_links(source: str) -> str:
     return _RELATIVE_PAGE.sub(repl, source)
 
 
-def setup_source() -> str:
+def package_requirement() -> str:
+    """What Colab's setup cell asks pip for: the package at ``_config.yml``'s repository and branch."""
     url, branch = repo_settings()
+    return f"vae-course @ git+{url}@{branch}"
+
+
+def setup_source(requirement: str | None = None) -> str:
+    """The Colab setup cell: install the package (``requirement``, default :func:`package_requirement`).
+
+    Plain ``pip`` in a subprocess, not ``%pip``: ``%pip`` always ends with "you may
+    need to restart the kernel", which is not true here (nothing Colab had loaded
+    changes: tests/test_colab_profile.py). A failed install raises ``SetupError``,
+    whose ``_render_traceback_`` makes IPython show its one sentence instead of a
+    traceback, and which stops "Run all" before the next cell fails on a missing
+    ``vae_course``. ``GIT_TERMINAL_PROMPT=0``: a repository that is not public
+    fails at once instead of waiting for a password nobody can type.
+    """
+    requirement = requirement or package_requirement()
+    source = requirement.split("git+", 1)[-1].rsplit("@", 1)[0]
     return (
         "# Setup: in Google Colab, install the course's helper package; anywhere else this does nothing.\n"
+        "import importlib\n"
+        "import os\n"
+        "import re\n"
+        "import subprocess\n"
         "import sys\n"
+        "\n"
         "if \"google.colab\" in sys.modules:\n"
-        f"    %pip install -q \"vae-course @ git+{url}@{branch}\""
+        "    class SetupError(Exception):\n"
+        "        def _render_traceback_(self):  # IPython shows this one line instead of a traceback\n"
+        "            return [str(self)]\n"
+        "\n"
+        "    print(\"Installing the course's package (vae_course)...\", end=\" \", flush=True)\n"
+        "    _pip = subprocess.run([sys.executable, \"-m\", \"pip\", \"install\", \"-q\",\n"
+        f"                           {json.dumps(requirement)}],\n"
+        "                          capture_output=True, text=True, env={**os.environ, \"GIT_TERMINAL_PROMPT\": \"0\"})\n"
+        "    if _pip.returncode != 0:\n"
+        "        _plain = re.sub(r\"\\x1b\\[[0-9;]*m\", \"\", _pip.stderr)  # pip colours its output in a kernel\n"
+        "        _lines = [line.strip() for line in _plain.splitlines() if line.strip()] or [\"no message\"]\n"
+        "        _why = next((line for line in _lines if line.startswith(\"fatal:\")), None) or next(  # git's reason\n"
+        "            (line for line in reversed(_lines) if line.startswith(\"ERROR:\")), _lines[-1])\n"
+        "        raise SetupError(f\"Setup failed: pip could not install the course's package ({_why}); check that \"\n"
+        f"                         \"this runtime is online and that {source} is public, \"\n"
+        "                         \"then run this cell again.\")\n"
+        "    importlib.invalidate_caches()  # the next cell imports the package just installed\n"
+        "    print(\"done.\")"
     )
 
 
@@ -138,6 +182,100 @@ def sync_headers(nb: nbformat.NotebookNode, nb_path: Path) -> bool:
                 new["id"] = cell["id"]
         nb.cells = [badge, setup] + cells
     return changed
+
+
+# ------------------------------------------------ solutions: folded, and a "Stuck?" line above each
+SOLUTION_TAG, POINTER_TAG, EXERCISE_TAG = "solution", "solution-pointer", "exercise"
+_SOLUTION_DEF = re.compile(r"^def (\w+)_solution\(", re.MULTILINE)
+_FIRST_DEF = re.compile(r"^def (\w+)\(", re.MULTILINE)
+
+
+def _tags(cell: nbformat.NotebookNode) -> list[str]:
+    return cell.get("metadata", {}).get("tags", [])
+
+
+def exercise_name(cells: list, index: int) -> str | None:
+    """The learner's function that the solution at ``cells[index]`` answers: ``foo`` for the solution's
+    ``def foo_solution(`` (the lead's convention), else the first ``def`` of the exercise cell above."""
+    found = _SOLUTION_DEF.search(cells[index].source)
+    if found:
+        return found.group(1)
+    for cell in reversed(cells[:index]):
+        if EXERCISE_TAG in _tags(cell):
+            found = _FIRST_DEF.search(cell.source)
+            return found.group(1) if found else None
+    return None
+
+
+def pointer_source(name: str | None, nb_path: Path, student: bool = False) -> str:
+    """The "Stuck?" line right after an exercise's check (cell tag ``solution-pointer``).
+
+    With solutions (``notebooks/``, the book): the solution is the folded cell just
+    below. In the student version (``student/``, written by scripts/make_student.py)
+    there is none, so it links the version with solutions of the same notebook, in
+    Colab and in the book.
+    """
+    if student:
+        what = f" (`{name}`)" if name else ""
+        return (f"**Stuck?** The solution to this exercise{what} is in the version of this notebook with "
+                f"solutions, right below the same exercise: [open it in Colab]"
+                f"({colab_url(ROOT / 'notebooks' / Path(nb_path).name)}) or [read it in the book]"
+                f"({book_url('notebooks/' + Path(nb_path).stem)}). Your copy here stays as it is.")
+    keeps = f" It defines `{name}_solution`, so running it never replaces your `{name}`." if name else ""
+    return ("**Stuck?** The solution is folded in the next cell: unfold it with *Show the solution* on the "
+            "web page, *Show code* in Colab, or a click on its ⋯ in Jupyter." + keeps)
+
+
+def _fold(cell: nbformat.NotebookNode) -> bool:
+    """Fold a solution cell in Jupyter (``jupyter.source_hidden``) and Colab (a form: its
+    ``# @title Solution`` shows, the code does not); True if anything changed."""
+    meta = cell.metadata
+    changed = meta.get("jupyter", {}).get("source_hidden") is not True or meta.get("cellView") != "form"
+    meta.setdefault("jupyter", {})["source_hidden"] = True
+    meta["cellView"] = "form"
+    return changed
+
+
+def sync_solutions(nb: nbformat.NotebookNode, nb_path: Path) -> tuple[int, int]:
+    """Fold every solution cell and put one "Stuck?" pointer right before it (after the exercise's check).
+
+    Pointers are regenerated from :func:`pointer_source`; a pointer whose solution
+    is gone goes too. Returns (pointers written or changed, solutions newly folded).
+    """
+    old = {c.get("id"): c for c in nb.cells if POINTER_TAG in _tags(c)}
+    # what followed each old pointer: a pointer that moved away from its solution is rewritten too
+    after = {c.get("id"): (nxt.get("id") if nxt is not None else None)
+             for c, nxt in zip(nb.cells, nb.cells[1:] + [None]) if POINTER_TAG in _tags(c)}
+    cells = [c for c in nb.cells if POINTER_TAG not in _tags(c)]
+    out, pointers, folded = [], 0, 0
+    for i, cell in enumerate(cells):
+        if SOLUTION_TAG in _tags(cell):
+            folded += _fold(cell)
+            pointer_id = f"stuck-{cell.get('id', i)}"[:64]  # stable: derived from its solution's id
+            pointer = nbformat.v4.new_markdown_cell(pointer_source(exercise_name(cells, i), nb_path),
+                                                    metadata={"tags": [POINTER_TAG]})
+            pointer["id"] = pointer_id
+            previous = old.get(pointer_id)
+            pointers += (previous is None or previous.source != pointer.source
+                         or after.get(pointer_id) != cell.get("id"))
+            out.append(pointer)
+        out.append(cell)
+    pointers += len(set(old) - {c.get("id") for c in out})  # removed ones count as changes
+    nb.cells = out
+    return pointers, folded
+
+
+def sync_notebook(nb: nbformat.NotebookNode, nb_path: Path) -> list[str]:
+    """Everything ``headers`` generates in one notebook; returns what changed, in words."""
+    done = []
+    if sync_headers(nb, nb_path):
+        done.append("badge and setup cell")
+    pointers, folded = sync_solutions(nb, nb_path)
+    if pointers:
+        done.append(f"{pointers} \"Stuck?\" pointer{'s' if pointers != 1 else ''}")
+    if folded:
+        done.append(f"{folded} solution{'s' if folded != 1 else ''} folded")
+    return done
 
 
 def code_hash(nb: nbformat.NotebookNode) -> str:
@@ -214,7 +352,8 @@ def refuse_busy_start(allow_busy: bool) -> None:
     if load > QUIET_START and not allow_busy:
         raise SystemExit(f"the 1-minute load average is {load:.2f} (> {QUIET_START}): something else is running, "
                          "so the times this run prints would be wrong. Wait for a quiet machine, or pass "
-                         "--allow-busy (the record will say quiet: false).")
+                         "--allow-busy (with make: `make execute ARGS=--allow-busy NB=notebooks/NN_name.ipynb`; "
+                         "the record will say quiet: false, which the notebook tests reject).")
 
 
 def execute(nb_path: Path, force: bool = False, timeout: int = 7200, allow_busy: bool = False) -> float:
@@ -230,7 +369,7 @@ def execute(nb_path: Path, force: bool = False, timeout: int = 7200, allow_busy:
     if previous.get("device", "").startswith("cuda") and not device.startswith("cuda") and not force:
         raise SystemExit(f"{nb_path.name}: its outputs were made on {previous['device']}; refusing to "
                          f"overwrite them from {device}. Use --force to do it anyway.")
-    sync_headers(nb, nb_path)
+    sync_notebook(nb, nb_path)
     env_smoke = os.environ.pop("VAE_COURSE_SMOKE", None)
     threads = torch.get_num_threads()
     start = time.perf_counter()
@@ -288,7 +427,9 @@ def stale(nb_path: Path) -> bool:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("headers", help="rewrite the Colab badge and setup cell of every notebook")
+    hd = sub.add_parser("headers", help="rewrite the Colab badge and setup cell of every notebook, fold its "
+                                        "solutions and write the \"Stuck?\" line above each")
+    hd.add_argument("notebooks", nargs="*", help="only these notebooks (default: notebooks/NN_*.ipynb)")
     sub.add_parser("links", help="make links to book pages absolute (they must work on GitHub and in Colab)")
     ex = sub.add_parser("execute", help="re-execute notebooks in full mode and record their hash")
     ex.add_argument("notebooks", nargs="*")
@@ -299,11 +440,17 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("times", help="print each notebook's execution record (seconds, device, load, date)")
     args = parser.parse_args(argv)
     if args.command == "headers":
-        for path in notebook_paths():
+        paths, updated = notebook_paths(args.notebooks), 0
+        for path in paths:
             nb = nbformat.read(path, as_version=4)
-            if sync_headers(nb, path):
+            done = sync_notebook(nb, path)
+            if done:
                 nbformat.write(nb, path)
-                print(f"updated {path.name}")
+                updated += 1
+                print(f"updated {path.name}: {', '.join(done)}")
+        print(f"headers: {updated} of {len(paths)} notebooks updated"
+              + (f", {len(paths) - updated} already up to date" if updated < len(paths) else "")
+              + (" (now run `make student`)" if updated else ""))
     elif args.command == "links":
         for path in notebook_paths() + [ROOT / "book" / "results.ipynb"]:
             nb = nbformat.read(path, as_version=4)

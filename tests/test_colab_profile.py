@@ -116,6 +116,24 @@ def test_installing_the_course_keeps_colabs_packages(colab_pip: Path, wheel: Pat
     assert proc.returncode == 0, f"{wheel.name} does not resolve within {COLAB.name}:\n{proc.stderr[-3000:]}"
 
 
+def test_the_setup_cell_runs_a_plain_pip_install_of_the_course():
+    """What the resolution above models is what the generated cell runs: ``pip install -q <the course>``,
+    with no flag that could replace Colab's packages (``-U``, ``--force-reinstall``, ...)."""
+    import ast
+
+    sys.path.insert(0, str(ROOT / "scripts"))
+    import nbtools
+
+    tree = ast.parse(nbtools.setup_source())
+    calls = [node for node in ast.walk(tree) if isinstance(node, ast.Call)
+             and ast.unparse(node.func) == "subprocess.run"]
+    assert len(calls) == 1, "the setup cell runs pip once"
+    command = calls[0].args[0]
+    assert ast.unparse(command.elts[0]) == "sys.executable", "pip of the kernel's own Python"
+    assert [ast.literal_eval(e) for e in command.elts[1:]] == ["-m", "pip", "install", "-q",
+                                                               nbtools.package_requirement()]
+
+
 def test_a_requirement_that_would_replace_colabs_ipywidgets_is_caught(colab_pip: Path, tmp_path: Path):
     """The check can fail: the old floor ``ipywidgets>=8.0`` would upgrade Colab's 7.7.1."""
     report = tmp_path / "report.json"

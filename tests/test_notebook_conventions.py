@@ -102,6 +102,23 @@ def test_numeric_checks_and_exercises(nb):
         assert "hide-input" in _tags(cell), f"{path.name}: solution cells need the tag 'hide-input'"
 
 
+def test_every_solution_is_folded_and_announced_by_a_stuck_line(nb):
+    """Each solution cell is folded in Jupyter and Colab and has the generated "Stuck?" line right before it."""
+    path, book = nb
+    fix = f"{path.name}: run `.venv/bin/python scripts/nbtools.py headers && make student`"
+    for i, cell in enumerate(book.cells):
+        if "solution" in _tags(cell):
+            assert cell.metadata.get("jupyter", {}).get("source_hidden") is True, f"{fix} (cell {i} is not folded)"
+            assert cell.metadata.get("cellView") == "form", f"{fix} (cell {i} is not a Colab form)"
+            pointer = book.cells[i - 1]
+            assert "solution-pointer" in _tags(pointer), f"{fix} (no \"Stuck?\" line before cell {i})"
+            assert pointer.source == nbtools.pointer_source(nbtools.exercise_name(book.cells, i), path), \
+                f"{fix} (stale \"Stuck?\" line before cell {i})"
+        elif "solution-pointer" in _tags(cell):
+            assert i + 1 < len(book.cells) and "solution" in _tags(book.cells[i + 1]), \
+                f"{fix} (cell {i}: a \"Stuck?\" line without its solution)"
+
+
 def test_objectives_first_and_what_to_remember_last(nb):
     path, book = nb
     title = book.cells[2]

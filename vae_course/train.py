@@ -43,13 +43,14 @@ from typing import Any, Callable, Iterable, Iterator
 
 import torch
 from torch import Tensor, nn
-from tqdm.auto import tqdm
+from .progress import progress  # tqdm's notebook bar only where it can draw (never a warning)
 
 # The settings and the stop signals live in their own modules; they are re-exported
 # here because "from vae_course.train import TrainConfig" is how the notebooks say it.
 from .config import (RECOMMENDED_SETTINGS, RESUME_FIXED, RESUME_FREE, RESUME_IF_CONSTANT_LR,  # noqa: F401
                      TrainConfig, affects_weights, default_config, flag_name, on_resume, recommended_settings,
                      resumed_config)
+from .commands import resume_command
 from .checkpoint import (epoch_of, load_checkpoint, model_from_checkpoint, restore_training_state, save_checkpoint,
                          train_config_of, training_state)
 from .data import DataSplits, load_data, tensor_batches
@@ -267,7 +268,7 @@ class Trainer:
         total_steps = steps * (cfg.schedule_epochs or cfg.epochs)
         batches = tensor_batches(x_all, data.train_y, cfg.batch_size, generator=self.data_generator,
                                  dynamic_binarize=data.dynamic, noise_generator=self.noise_generator)
-        bar = tqdm(total=steps, desc=f"epoch {epoch}/{cfg.epochs}", disable=not self.progress, leave=False)
+        bar = progress(total=steps, desc=f"epoch {epoch}/{cfg.epochs}", disable=not self.progress, leave=False)
 
         def check(done: int, sums: EpochSums) -> None:  # every log_every steps: the one host sync
             sums = self._sums_of_all_ranks(sums)  # every rank checks the same numbers, so all stop together
@@ -408,21 +409,21 @@ class Trainer:
     def _stop_on_signal(self, stop: StopSignals, between_epochs: bool = False) -> None:
         with stop.saving():
             where = self.save(interrupted=True)
-        hint = (f"Saved {where}. Resume with: {self._command()} train --out {self.out_dir} --resume "
-                f"--epochs {self.config.epochs}") if where else "No out_dir was given, so nothing was saved."
+        # The log says when; the exception says what was saved and how to go on, once
+        # (the CLI prints it as its one line on stderr, a notebook shows it instead of a traceback).
+        hint = f"Saved {where}. Resume with: {self._command()}" if where else \
+            "No out_dir was given, so nothing was saved."
         name = signal.Signals(stop.signum).name
         when = f"after epoch {self.epoch}" if between_epochs else f"during epoch {self.epoch + 1}"
         if self.log:
-            self.log(f"Interrupted {when} ({name}). {hint}")
+            self.log(f"Interrupted {when} ({name}).")
         raise TrainingInterrupted(hint, stop.signum)
 
     def _command(self) -> str:
-        """How this run was launched, for the resume hint."""
-        if self._ctx is None:
-            return "python -m vae_course"
-        nodes = f"--nnodes {self._ctx.world_size // self._ctx.local_world_size} ... " \
-            if self._ctx.world_size != self._ctx.local_world_size else ""
-        return f"torchrun {nodes}--nproc_per_node {self._ctx.local_world_size} -m vae_course"
+        """The shell line that resumes this run, each word quoted, starting with the program
+        that was really run (:func:`vae_course.commands.resume_command`)."""
+        return resume_command(self.out_dir, self.config.epochs,
+                              None if self._ctx is None else self._ctx.local_world_size)
 
     def _log_epoch(self, r: dict[str, float]) -> None:
         if not self.log:

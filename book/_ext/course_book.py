@@ -266,4 +266,6 @@ def setup(app: Sphinx) -> dict[str, Any]:
     app.connect("source-read", _on_source_read)
     app.add_role("nb", nb_role)
     app.add_directive("course-notebooks", CourseNotebooks)
+    app.setup_extension("launch_links")  # launch buttons open student/NN.ipynb (book/_ext/launch_links.py)
+    app.setup_extension("explorers")  # kernel-free explorers on the web page (book/_ext/explorers.py)
     return {"version": "1.0", "parallel_read_safe": True, "parallel_write_safe": True}

@@ -1,7 +1,8 @@
 """The student version (`make student`): no solution survives, and it still runs.
 
 * ``test_make_student_*`` check scripts/make_student.py on a small synthetic
-  notebook (fast, always run);
+  notebook (fast, always run), including the "Stuck?" line it turns into a
+  link to the version with solutions;
 * ``test_committed_student_*`` / ``test_badges_*``: the committed ``student/``
   is exactly what the script writes from ``notebooks/``, and every Colab badge
   opens a student notebook that exists;
@@ -74,6 +75,28 @@ def test_make_student_removes_solutions_and_keeps_the_rest(toy_course: Path, tmp
     assert "NBVAL" not in nb.cells[2].source, "nbval's markers must not leak into the student version"
     assert all(c.outputs == [] and c.execution_count is None for c in nb.cells if c.cell_type == "code")
     assert "vae_course" not in nb.metadata
+
+
+def test_make_student_turns_each_stuck_line_into_a_link_to_the_solutions(tmp_path: Path):
+    """The "Stuck?" line (tag solution-pointer, by nbtools.py headers) points to the version with solutions."""
+    src = tmp_path / "notebooks"
+    src.mkdir()
+    nb = new_notebook(cells=[
+        new_code_cell("def my_fn(x):\n    return None", metadata={"tags": ["exercise"]}),
+        new_code_cell("check_kl(my_fn)"),
+        new_markdown_cell("**Stuck?** The solution is folded in the next cell.", metadata={"tags": ["solution-pointer"]}),
+        new_code_cell("# @title Solution\ndef my_fn_solution(x):\n    return x\ncheck_kl(my_fn_solution)",
+                      metadata={"tags": ["solution", "hide-input"]}),
+    ])
+    nbformat.write(nb, src / "07_toy.ipynb")
+    make_student(src, tmp_path / "student")
+    cells = nbformat.read(tmp_path / "student" / "07_toy.ipynb", as_version=4).cells
+    assert len(cells) == 3 and "solution-pointer" in cells[2].metadata["tags"]
+    sys.path.insert(0, str(ROOT / "scripts"))
+    import nbtools
+
+    assert f"]({nbtools.colab_url(ROOT / 'notebooks' / '07_toy.ipynb')})" in cells[2].source, cells[2].source
+    assert "(`my_fn`)" in cells[2].source and "next cell" not in cells[2].source
 
 
 def test_make_student_fails_without_notebooks(tmp_path: Path):
