@@ -15,18 +15,107 @@ hand but the commands and the optional ``--note``.
 Checkpoint fields read (until the checkpoint module offers accessors):
 ``history`` (per epoch: ``epoch``, ``lr``, ``seconds``, ``test_elbo``) and
 ``train_config`` (``lr``, ``lr_schedule``, ``beta``, ``batch_size``).
+
+A record written inside the repository (``--out`` under it: a file to commit) must
+be true of the commit it names, so this script refuses to write it when
+
+* the working tree has uncommitted changes to tracked files (``--allow-dirty``
+  writes it anyway, with ``"dirty": true``);
+* the run folder is outside the repository (its paths could not be relative);
+* the commands disagree with the run: every ``train`` command's ``--out`` (default
+  ``runs/latest``) must be the ``--run`` folder, and the evaluation's
+  ``--checkpoint`` its ``checkpoint.pt``.
+
+Paths are stored relative to the repository root, and the commands are recorded
+as run from there (an absolute path into the checkout is rewritten as relative).
+A record written elsewhere (a scratch file) gets the same fields; what would have
+been refused is printed as a warning instead.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import os
+import shlex
+import sys
 from pathlib import Path
 
 from vae_course.checkpoint import history_of, load_checkpoint, train_config_of
 from vae_course.provenance import cpu_model, git_commit
 
 ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_OUT = "runs/latest"  # train's --out when none is given (vae_course.cli)
+
+
+class RecordError(ValueError):
+    """The record would not be true of what ran (or of the commit it names)."""
+
+
+def repo_path(path: str | os.PathLike) -> Path:
+    """PATH as an absolute path, a relative one taken from the repository root (where commands run)."""
+    path = Path(path).expanduser()
+    return (path if path.is_absolute() else ROOT / path).resolve()
+
+
+def relative(path: str | os.PathLike) -> str:
+    """PATH relative to the repository root (POSIX), or unchanged when it lies outside the checkout."""
+    try:
+        return repo_path(path).relative_to(ROOT).as_posix()
+    except ValueError:
+        return str(path)
+
+
+def relative_command(command: str) -> str:
+    """COMMAND with every absolute path into the checkout written relative to its root."""
+    return command.replace(f"{ROOT.as_posix()}/", "")
+
+
+def _flag_values(command: str, program: str, flag: str, default: str | None) -> list[str | None]:
+    """The value of FLAG in each ``vae_course PROGRAM`` command of COMMAND (``;`` or ``&&`` between)."""
+    values = []
+    for part in command.replace("&&", ";").split(";"):
+        words = shlex.split(part)
+        if "vae_course" not in words and not any(w.endswith("vae-course") for w in words):
+            continue
+        if program not in words:
+            continue
+        value = default
+        for i, word in enumerate(words):
+            if word == flag and i + 1 < len(words):
+                value = words[i + 1]
+            elif word.startswith(flag + "="):
+                value = word.split("=", 1)[1]
+        values.append(value)
+    return values
+
+
+def disagreements(run: Path, train_command: str, eval_command: str) -> list[str]:
+    """What in the commands does not name the run that is being recorded (empty when they agree)."""
+    problems = []
+    outs = _flag_values(train_command, "train", "--out", DEFAULT_OUT)
+    if not outs:
+        problems.append(f"--train-command names no 'python -m vae_course train' command: {train_command!r}")
+    for out in outs:
+        if repo_path(out) != repo_path(run):
+            problems.append(f"the train command's --out is {out}, but the run recorded is {relative(run)}")
+    for checkpoint in _flag_values(eval_command, "evaluate", "--checkpoint", None):
+        if checkpoint is None or repo_path(checkpoint) != repo_path(run) / "checkpoint.pt":
+            problems.append(f"the evaluation read --checkpoint {checkpoint}, not {relative(run)}/checkpoint.pt")
+    return problems
+
+
+def refusals(run: Path, train_command: str, eval_command: str, dirty: bool | None, allow_dirty: bool) -> list[str]:
+    """Every reason not to commit this record, one line each."""
+    problems = disagreements(run, train_command, eval_command)
+    if not repo_path(run).is_relative_to(ROOT):
+        problems.append(f"the run folder {run} is outside the repository, so the record's paths cannot be "
+                        "relative to it: train into the checkout (e.g. --out runs/conv-long)")
+    if dirty and not allow_dirty:
+        problems.append("the working tree has uncommitted changes to tracked files: commit them first (a "
+                        "committed result names a clean commit) or pass --allow-dirty to record \"dirty\": true")
+    if dirty is None:
+        problems.append("no git checkout found: the record could not name its commit")
+    return problems
 
 
 def _rates(history: list[dict], config: dict) -> str:
@@ -45,19 +134,21 @@ def _rates(history: list[dict], config: dict) -> str:
 
 
 def record(run: Path, evaluation: dict, train_command: str, note: str | None) -> dict:
-    """The evaluation plus the run's provenance, as written to ``--out``."""
+    """The evaluation plus the run's provenance, as written to ``--out`` (paths relative to the repository)."""
     state = load_checkpoint(run / "checkpoint.pt")
     history = history_of(state)
     config = train_config_of(state)
     commit, dirty = git_commit()
+    train_command, eval_command = relative_command(train_command), relative_command(evaluation["command"])
     result = dict(evaluation)
     result.update({
+        "checkpoint": relative(run / "checkpoint.pt"),
         "architecture": "ConvVAE (2 conv + 256 hidden)" if evaluation["model"] == "conv-vae" else evaluation["model"],
         "objective": f"ELBO (beta = {config['beta']:g}), Adam, {_rates(history, config)}, "
                      f"batch {config['batch_size']}",
-        "eval_command": evaluation["command"],
+        "eval_command": eval_command,
         "train_command": train_command,
-        "command": f"{train_command}; {evaluation['command']}",
+        "command": f"{train_command}; {eval_command}",
         "commit": commit,
         "dirty": dirty,
         "machine": f"{cpu_model()}, {os.cpu_count()} cores",
@@ -80,8 +171,18 @@ def main() -> None:
     parser.add_argument("--decided-on-test", choices=("yes", "no"), required=True,
                         help="did any decision look at the test set? (the results page says so)")
     parser.add_argument("--out", type=Path, default=ROOT / "vae_course" / "results" / "conv_vae_long.json")
+    parser.add_argument("--allow-dirty", action="store_true",
+                        help="record from a working tree with uncommitted changes (the record says \"dirty\": true)")
     args = parser.parse_args()
-    result = record(args.run, json.loads(args.eval.read_text()), args.train_command, args.note)
+    evaluation = json.loads(args.eval.read_text())
+    problems = refusals(args.run, args.train_command, evaluation.get("command", ""), git_commit()[1],
+                        args.allow_dirty)
+    committed = repo_path(args.out).is_relative_to(ROOT)
+    for line in problems:
+        print(f"record_long_run.py: {'refused' if committed else 'warning'}: {line}", file=sys.stderr)
+    if problems and committed:
+        sys.exit(1)
+    result = record(args.run, evaluation, args.train_command, args.note)
     result["decisions"] = args.decisions
     result["decided_on_test"] = args.decided_on_test == "yes"
     args.out.write_text(json.dumps(result, indent=1) + "\n")
