@@ -125,3 +125,31 @@ def test_posterior_ellipses_needs_two_latent_dimensions():
     toy = LinearGaussian.random(d=5, k=3, seed=0)
     with pytest.raises(ValueError, match="2-D latent space"):
         diagrams.posterior_ellipses(toy, torch.zeros(5))
+
+
+# ------------------------------------------------------- readable where the book shows them
+def _diagrams(toy, x):
+    m, S = toy.posterior(x)
+    yield diagrams.vae_architecture()[0]
+    yield diagrams.reparameterization_graph()[0]
+    yield diagrams.elbo_identity(toy.log_marginal(x).item(), [toy.elbo(x, m, S).item()], [0.0])[0]
+    yield diagrams.posterior_ellipses(toy, x)[0]
+
+
+def test_every_diagram_text_is_readable_in_the_book_column(toy_and_x):
+    """Each diagram's smallest text stays 9 px tall once the figure is scaled to the book's column
+    (the architecture used to be 14 in wide with 8.5 pt labels: about 6 px on screen)."""
+    from vae_course import plots
+
+    for fig in _diagrams(*toy_and_x):
+        assert fig.get_figwidth() <= plots.MAX_FIGURE_WIDTH_IN
+        assert plots.small_text(fig) == [], fig.axes[0].get_title()
+        plt.close(fig)
+
+
+def test_the_one_panel_diagram_is_readable_on_a_phone(toy_and_x):
+    from vae_course import plots
+
+    fig = diagrams.posterior_ellipses(*toy_and_x)[0]
+    assert plots.small_text(fig, plots.PHONE_COLUMN_PX) == []
+    plt.close(fig)

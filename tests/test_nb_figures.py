@@ -1,14 +1,31 @@
-"""The diagrams in notebooks 2, 3 and 5 (issue 13, item 2): every one is drawn by
-``vae_course.diagrams`` where its idea first appears, and the book gives it the
-alt text the package writes for it.
+"""Every figure in the notebooks is a figure: a caption, a specific alt text, readable text.
 
-The alt text lives in the cell's ``metadata.mystnb.image.alt`` (what the book's
-extension and myst-nb read). It is generated from the package, so these tests
-recompute it from the notebook's own inputs and fail when the diagram, its
-wording or the notebook's numbers change without the metadata following.
+Part 1, all nine notebooks (issue 20, item 2): every code cell whose outputs
+include an image carries, in its metadata (what myst-nb and the book read),
+
+    metadata["mystnb"] = {"figure": {"caption": ...}, "image": {"alt": ...}}
+
+a caption of one sentence (what the figure shows and what to notice) and an
+alt text that is specific: not the book's generic fallback ("Figure from the
+section ..."), at least a sentence long, different from the caption and from
+every other figure's alt text. :func:`figure_problems` is the check; a test
+breaks a copy of a notebook to show that it fails.
+
+Part 2, all nine notebooks: the figures follow the course's one plotting style
+(vae_course.plots): no notebook changes matplotlib's settings itself, no figure
+is wider than the style allows, and no font size a cell sets is below the floor
+for its figure's width (plots.readable_fontsize).
+
+Part 3, the diagrams in notebooks 2, 3 and 5 (issue 13, item 2): every one is
+drawn by ``vae_course.diagrams`` where its idea first appears, and the book
+gives it the alt text the package writes for it. These tests recompute it from
+the notebook's own inputs and fail when the diagram, its wording or the
+notebook's numbers change without the metadata following.
 """
 from __future__ import annotations
 
+import copy
+import re
 from pathlib import Path
 
 import matplotlib
@@ -19,11 +36,150 @@ import torch
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from vae_course import diagrams, models  # noqa: E402
+from vae_course import diagrams, models, plots  # noqa: E402
 from vae_course.toy_models import LinearGaussian  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"
+ALL_NOTEBOOKS = sorted(p.name for p in NOTEBOOKS.glob("0*.ipynb"))
+IMAGE_TYPES = ("image/png", "image/svg+xml", "image/jpeg")
+# The book's extension writes these when a cell has no alt text of its own: never good enough.
+GENERIC_ALT = re.compile(r"^\s*(figure from the section|figure:|figure\b|image\b|plot\b|output\b)", re.I)
+MIN_ALT_WORDS = 8
+MIN_CAPTION_WORDS = 6
+
+
+# ------------------------------------------------------- part 1: captions and alt texts
+def figure_cells(nb) -> list:
+    """The code cells of ``nb`` that output at least one image."""
+    return [c for c in nb.cells if c.cell_type == "code"
+            and any(t in out.get("data", {}) for out in c.get("outputs", []) for t in IMAGE_TYPES)]
+
+
+def _caption(cell) -> str:
+    figure = cell.metadata.get("mystnb", {}).get("figure", {})
+    return figure.get("caption", "") if isinstance(figure, dict) else ""
+
+
+def _words(text: str) -> int:
+    return len(text.split())
+
+
+def figure_problems(nb, name: str = "notebook") -> list[str]:
+    """One line per figure of ``nb`` whose caption or alt text is missing or not specific."""
+    problems, seen = [], {}
+    for cell in figure_cells(nb):
+        where = f"{name}, cell {cell.get('id')}"
+        caption, alt = _caption(cell).strip(), _alt(cell).strip()
+        if not caption:
+            problems.append(f"{where}: no caption (metadata.mystnb.figure.caption)")
+        elif _words(caption) < MIN_CAPTION_WORDS or not caption.endswith("."):
+            problems.append(f"{where}: the caption should be a sentence saying what the figure shows: {caption!r}")
+        elif re.search(r"[.!?]\s+[A-Z]", caption):
+            problems.append(f"{where}: the caption should be one sentence: {caption!r}")
+        if not alt:
+            problems.append(f"{where}: no alt text (metadata.mystnb.image.alt)")
+            continue
+        if GENERIC_ALT.match(alt):
+            problems.append(f"{where}: generic alt text {alt[:60]!r}: say what is plotted and what it shows")
+        if _words(alt) < MIN_ALT_WORDS:
+            problems.append(f"{where}: alt text of {_words(alt)} words is too short to describe a figure: {alt!r}")
+        if alt == caption:
+            problems.append(f"{where}: the alt text repeats the caption; describe what is drawn instead")
+        if alt in seen:
+            problems.append(f"{where}: the same alt text as cell {seen[alt]}")
+        seen[alt] = cell.get("id")
+    return problems
+
+
+@pytest.mark.parametrize("name", ALL_NOTEBOOKS)
+def test_every_figure_has_a_caption_and_a_specific_alt_text(name):
+    nb = nbformat.read(NOTEBOOKS / name, as_version=4)
+    assert figure_cells(nb), f"{name}: no figure found; is the notebook executed?"
+    assert figure_problems(nb, name) == []
+
+
+def test_no_two_figures_of_the_course_share_an_alt_text():
+    owner: dict[str, str] = {}
+    for name in ALL_NOTEBOOKS:
+        for cell in figure_cells(nbformat.read(NOTEBOOKS / name, as_version=4)):
+            alt = _alt(cell).strip()
+            if alt:
+                assert alt not in owner, f"{name}, cell {cell.get('id')}: the same alt text as {owner[alt]}"
+                owner[alt] = f"{name}, cell {cell.get('id')}"
+
+
+def test_the_check_fails_on_a_broken_copy(tmp_path):
+    """The check is real: break a copy of notebook 1 in each way it guards against, on disk."""
+    good = nbformat.read(NOTEBOOKS / "01_autoencoder.ipynb", as_version=4)
+    assert figure_problems(good) == []
+    first, second = figure_cells(good)[:2]
+
+    def broken(change) -> list[str]:
+        nb = copy.deepcopy(good)
+        cells = {c.get("id"): c for c in figure_cells(nb)}
+        change(cells[first.get("id")], cells[second.get("id")])
+        path = tmp_path / "broken.ipynb"
+        nbformat.write(nb, path)
+        return figure_problems(nbformat.read(path, as_version=4))
+
+    def no_caption(a, b):
+        del a.metadata["mystnb"]["figure"]
+
+    def generic(a, b):
+        a.metadata["mystnb"]["image"]["alt"] = "Figure from the section “1. Compress, then reconstruct”"
+
+    def repeated(a, b):
+        b.metadata["mystnb"]["image"]["alt"] = a.metadata["mystnb"]["image"]["alt"]
+
+    def short(a, b):
+        a.metadata["mystnb"]["image"]["alt"] = "Sixteen digits."
+
+    def same_as_caption(a, b):
+        a.metadata["mystnb"]["image"]["alt"] = a.metadata["mystnb"]["figure"]["caption"]
+
+    def two_sentences(a, b):
+        a.metadata["mystnb"]["figure"]["caption"] += " It also shows more."
+
+    for change, words in ((no_caption, "no caption"), (generic, "generic"), (repeated, "same alt text"),
+                          (short, "too short"), (same_as_caption, "repeats the caption"),
+                          (two_sentences, "one sentence")):
+        problems = broken(change)
+        assert len(problems) == 1 and words in problems[0], (change.__name__, problems)
+
+
+# ------------------------------------------------------- part 2: one style, readable at the figure's size
+def _code(name: str) -> list:
+    return [c for c in nbformat.read(NOTEBOOKS / name, as_version=4).cells if c.cell_type == "code"]
+
+
+@pytest.mark.parametrize("name", ALL_NOTEBOOKS)
+def test_the_style_is_set_in_one_place(name):
+    """Notebooks use vae_course.plots' style: none sets matplotlib's rcParams itself."""
+    for cell in _code(name):
+        assert "rcParams" not in cell.source and "rc_context" not in cell.source, (
+            f"{name}, cell {cell.get('id')}: set figure styles in vae_course.plots.COURSE_STYLE, not in a notebook")
+
+
+@pytest.mark.parametrize("name", ALL_NOTEBOOKS)
+def test_figure_sizes_and_font_sizes_are_readable_in_the_book(name):
+    """A figure wider than the style allows, or a font set below the floor for its figure's width,
+    comes out smaller than 9 px in the book's column (notebook 1 had 8 pt legends on 15 in figures)."""
+    default_width = plots.COURSE_STYLE["figure.figsize"][0]
+    for cell in _code(name):
+        widths = [float(w) for w in re.findall(r"figsize=\(\s*([0-9.]+)\s*,", cell.source)]
+        for width in widths:
+            assert width <= plots.MAX_FIGURE_WIDTH_IN + 1e-9, (
+                f"{name}, cell {cell.get('id')}: figsize width {width} in is wider than "
+                f"{plots.MAX_FIGURE_WIDTH_IN:.1f} in; use fewer panels per row")
+        floor = plots.readable_fontsize(max(widths, default=default_width))
+        for size in re.findall(r"fontsize=([0-9.]+)", cell.source):
+            assert float(size) >= floor - 1e-9, (
+                f"{name}, cell {cell.get('id')}: fontsize={size} is below {floor:.1f} pt, the smallest "
+                "readable size at this figure's width; leave it out to use the course style")
+
+
+# ------------------------------------------------------- part 3: the diagrams
 
 
 def _cells(name: str):

@@ -23,6 +23,7 @@ import torch
 from matplotlib.patches import Ellipse, FancyBboxPatch
 from torch import Tensor, nn
 
+from . import plots  # noqa: F401  (importing it applies the course's plotting style)
 from .toy_models import LinearGaussian
 
 __all__ = ["vae_architecture", "reparameterization_graph", "elbo_identity", "posterior_ellipses",
@@ -31,13 +32,18 @@ __all__ = ["vae_architecture", "reparameterization_graph", "elbo_identity", "pos
 # Paul Tol's "light" scheme for box fills, "muted" for lines.
 ENCODER, LATENT, NOISE, DECODER, LOSS = "#77AADD", "#EEDD88", "#FFAABB", "#44BB99", "#DDDDDD"
 GRADIENT, BLOCKED, INK = "#332288", "#CC3311", "#222222"
+# The box diagrams are laid out in canvas units and drawn at INCH_PER_UNIT inches per unit, so that
+# the widest (14 units) is 10.5 in, and every text is at least SMALL_PT: readable in the book's
+# column at that width (vae_course.plots.readable_fontsize; tests/test_diagrams.py checks it).
+INCH_PER_UNIT = 0.75
+TEXT_PT, SMALL_PT, TITLE_PT = 10.5, 9.5, 11.5
 
 
 # ------------------------------------------------------------------ drawing primitives
 def _canvas(width: float, height: float, ax=None):
-    """A blank axes whose data units are inches-like: x in [0, width], y in [0, height]."""
+    """A blank axes in canvas units, x in [0, width] and y in [0, height], drawn at INCH_PER_UNIT inches each."""
     if ax is None:
-        fig, ax = plt.subplots(figsize=(width, height))
+        fig, ax = plt.subplots(figsize=(width * INCH_PER_UNIT, height * INCH_PER_UNIT))
         fig.subplots_adjust(left=0.01, right=0.99, bottom=0.01, top=0.99)
     else:
         fig = ax.figure
@@ -49,7 +55,7 @@ def _canvas(width: float, height: float, ax=None):
 
 
 def _box(ax, x: float, y: float, text: str, color: str, w: float = 1.5, h: float = 0.8,
-         round_: bool = True, fontsize: float = 10) -> tuple[float, float, float, float]:
+         round_: bool = True, fontsize: float = TEXT_PT) -> tuple[float, float, float, float]:
     """A labelled box centred at ``(x, y)``; returns its ``(x, y, w, h)`` for arrows."""
     style = "round,pad=0.02,rounding_size=0.15" if round_ else "square,pad=0.02"
     ax.add_patch(FancyBboxPatch((x - w / 2, y - h / 2), w, h, boxstyle=style,
@@ -58,7 +64,7 @@ def _box(ax, x: float, y: float, text: str, color: str, w: float = 1.5, h: float
     return x, y, w, h
 
 
-def _circle(ax, x: float, y: float, text: str, color: str, r: float = 0.5, fontsize: float = 10):
+def _circle(ax, x: float, y: float, text: str, color: str, r: float = 0.5, fontsize: float = TEXT_PT):
     """A random (stochastic) node: a circle, as in Kingma & Welling's figures."""
     ax.add_patch(Ellipse((x, y), 2 * r, 2 * r, facecolor=color, edgecolor=INK, linewidth=1.2))
     ax.text(x, y, text, ha="center", va="center", fontsize=fontsize, color=INK)
@@ -76,7 +82,7 @@ def _edge(node, toward: tuple[float, float]) -> tuple[float, float]:
 
 
 def _arrow(ax, a, b, color: str = INK, style: str = "-", lw: float = 1.4, rad: float = 0.0,
-           label: str | None = None, label_offset: tuple[float, float] = (0.0, 0.18), fontsize: float = 9):
+           label: str | None = None, label_offset: tuple[float, float] = (0.0, 0.18), fontsize: float = SMALL_PT):
     """An arrow from node ``a`` to node ``b`` (edge to edge), optionally labelled at its middle."""
     start = _edge(a, (b[0], b[1]))
     end = _edge(b, (a[0], a[1]))
@@ -137,20 +143,20 @@ def vae_architecture(model: nn.Module | None = None, ax=None):
     mu = _box(ax, 4.85, y + 1.05, f"fc21 → $\\mu$\n({s['latent']})", ENCODER, w=w, h=0.95)
     logvar = _box(ax, 4.85, y - 1.05, f"fc22 → $\\log\\sigma^2$\n({s['latent_logvar']})", ENCODER, w=w, h=0.95)
     z = _box(ax, 7.05, y, f"$z = \\mu + \\sigma \\odot \\varepsilon$\n({s['latent']})", LATENT, w=1.95, h=1.0)
-    eps = _circle(ax, 7.05, 5.25, f"$\\varepsilon \\sim \\mathcal{{N}}(0, I)$\n({s['latent']})", NOISE, r=0.62,
-                  fontsize=8.5)
+    eps = _circle(ax, 7.05, 5.25, f"$\\varepsilon \\sim \\mathcal{{N}}(0, I)$\n({s['latent']})", NOISE, r=0.72,
+                  fontsize=SMALL_PT)
     h_dec = _box(ax, 9.25, y, f"fc3 + ReLU\n({s['decoder_hidden']})", DECODER, w=w, h=1.0)
     logits = _box(ax, 11.2, y, f"fc4 → logits\n({s['out']})", DECODER, w=w, h=1.0)
-    x_hat = _box(ax, 13.15, y, f"$\\hat x$ = sigmoid\n(logits) ({s['out']})", LOSS, w=1.55, h=1.0, fontsize=9)
+    x_hat = _box(ax, 13.15, y, f"$\\hat x$ = sigmoid\n(logits) ({s['out']})", LOSS, w=1.55, h=1.0, fontsize=SMALL_PT)
     loss = _box(ax, 10.3, 0.85, "loss = reconstruction + KL\n"
                 "$= \\mathrm{BCE}(\\mathrm{logits}, x) + \\mathrm{KL}(\\mu, \\log\\sigma^2)$",
-                LOSS, w=4.2, h=0.95, fontsize=9.5)
+                LOSS, w=4.2, h=0.95, fontsize=SMALL_PT)
     for a, b in ((x_in, h_enc), (h_enc, mu), (h_enc, logvar), (mu, z), (logvar, z), (z, h_dec), (h_dec, logits),
                  (logits, x_hat)):
         _arrow(ax, a, b)
     _arrow(ax, eps, z, color=BLOCKED)
-    ax.text(7.8, 4.25, "noise from outside\nthe network", color=BLOCKED, fontsize=8.5, va="center")
-    _arrow(ax, logits, (logits[0], *loss[1:]), label="reconstruction", label_offset=(0.62, -0.1), fontsize=8.5)
+    ax.text(7.8, 4.25, "noise from outside\nthe network", color=BLOCKED, fontsize=SMALL_PT, va="center")
+    _arrow(ax, logits, (logits[0], *loss[1:]), label="reconstruction", label_offset=(0.9, -0.1), fontsize=SMALL_PT)
     # Two elbows into the loss's left side: the target x (dotted) and the KL's inputs (dashed).
     left = loss[0] - loss[2] / 2
     for x0, y0, y1, ls, text in ((x_in[0], y - 0.5, 0.62, ":", "the input $x$ is the reconstruction's target"),
@@ -158,10 +164,10 @@ def vae_architecture(model: nn.Module | None = None, ax=None):
         ax.plot([x0, x0, left - 0.25], [y0, y1, y1], color=INK, lw=1.2, ls=ls)
         ax.annotate("", xy=(left, y1), xytext=(left - 0.3, y1),
                     arrowprops=dict(arrowstyle="-|>", color=INK, lw=1.2, mutation_scale=14))
-        ax.text(x0 + 0.15, y1 + 0.06, text, fontsize=8.5, color=INK, va="bottom")
+        ax.text(x0 + 0.15, y1 + 0.06, text, fontsize=SMALL_PT, color=INK, va="bottom")
     for text, x0, x1 in (("encoder $q_\\phi(z\\,|\\,x)$", 2.0, 5.7), ("decoder $p_\\theta(x\\,|\\,z)$", 8.5, 12.0)):
         ax.plot([x0, x1], [5.2, 5.2], color=INK, lw=1.0)
-        ax.text((x0 + x1) / 2, 5.3, text, ha="center", va="bottom", fontsize=11)
+        ax.text((x0 + x1) / 2, 5.3, text, ha="center", va="bottom", fontsize=TITLE_PT)
     d = s["latent"]
     alt = (f"Block diagram of the VAE. An image x of {s['pixels']} pixels enters the encoder: a layer fc1 with "
            f"ReLU gives {s['hidden']} hidden units, which feed two heads, fc21 giving the mean mu ({d} numbers) "
@@ -183,13 +189,13 @@ def _graph_panel(ax, reparameterized: bool) -> None:
     mu = _box(ax, 3.9, y + 1.35, "$\\mu$", ENCODER, w=0.9, h=0.7)
     sigma = _box(ax, 3.9, y - 1.35, "$\\sigma$", ENCODER, w=0.9, h=0.7)
     if reparameterized:
-        z = _box(ax, 5.75, y, "$z = \\mu + \\sigma\\varepsilon$", LATENT, w=1.75, h=0.8, fontsize=10)
+        z = _box(ax, 5.75, y, "$z = \\mu + \\sigma\\varepsilon$", LATENT, w=1.75, h=0.8, fontsize=TEXT_PT)
         eps = _circle(ax, 5.8, 0.95, "$\\varepsilon$", NOISE, r=0.42)
-        ax.text(6.35, 0.95, "$\\varepsilon \\sim \\mathcal{N}(0, I)$:\nan input", va="center", fontsize=9)
+        ax.text(6.35, 0.95, "$\\varepsilon \\sim \\mathcal{N}(0, I)$:\nan input", va="center", fontsize=SMALL_PT)
         _arrow(ax, eps, z)
     else:
-        z = _circle(ax, 5.8, y, "$z \\sim$\n$\\mathcal{N}(\\mu, \\sigma^2)$", NOISE, r=0.75, fontsize=9.5)
-        ax.text(5.8, y - 1.05, "a random node", ha="center", va="top", fontsize=9)
+        z = _circle(ax, 5.8, y, "$z \\sim$\n$\\mathcal{N}(\\mu, \\sigma^2)$", NOISE, r=0.75, fontsize=SMALL_PT)
+        ax.text(5.45, y - 0.9, "a random node", ha="left", va="top", fontsize=SMALL_PT)
     loss = _box(ax, 8.1, y, "loss\n$f(z)$", LOSS, w=1.0, h=0.9)
     for a, b in ((x, enc), (enc, mu), (enc, sigma), (mu, z), (sigma, z), (z, loss)):
         _arrow(ax, a, b)
@@ -197,13 +203,13 @@ def _graph_panel(ax, reparameterized: bool) -> None:
     grad = dict(color=GRADIENT, style="--", lw=1.6)
     a, b = _arrow(ax, loss, z, rad=0.6, **grad)
     mx, my = _arc_middle(a, b, 0.6)
-    ax.text(mx, my + 0.12, "$\\partial f/\\partial z$", color=GRADIENT, fontsize=10, ha="center", va="bottom")
+    ax.text(mx, my + 0.12, "$\\partial f/\\partial z$", color=GRADIENT, fontsize=TEXT_PT, ha="center", va="bottom")
     for target, rad, text, va in ((mu, 0.45, "$\\partial z/\\partial\\mu = 1$", "bottom"),
                                   (sigma, -0.45, "$\\partial z/\\partial\\sigma = \\varepsilon$", "top")):
         if reparameterized:
             a, b = _arrow(ax, z, target, rad=rad, **grad)
             mx, my = _arc_middle(a, b, rad)
-            ax.text(mx + 0.3, my + (0.12 if va == "bottom" else -0.12), text, color=GRADIENT, fontsize=10,
+            ax.text(mx + 0.3, my + (0.12 if va == "bottom" else -0.12), text, color=GRADIENT, fontsize=TEXT_PT,
                     ha="left", va=va)
             _arrow(ax, target, enc, rad=rad, **grad)
         else:
@@ -211,11 +217,11 @@ def _graph_panel(ax, reparameterized: bool) -> None:
             ax.plot(*_arc_middle(a, b, rad), marker="X", markersize=15, color=BLOCKED, markeredgecolor="white")
     if reparameterized:
         ax.set_title("After: $z = \\mu + \\sigma\\varepsilon$, $\\varepsilon$ an input\n"
-                     "gradients reach $\\mu$, $\\sigma$ and the encoder", fontsize=11)
+                     "gradients reach $\\mu$, $\\sigma$ and the encoder", fontsize=TITLE_PT)
     else:
-        ax.text(4.9, y + 1.95, "blocked: a random draw\nhas no derivative", color=BLOCKED, fontsize=9.5, ha="left")
+        ax.text(4.9, y + 1.95, "blocked: a random draw\nhas no derivative", color=BLOCKED, fontsize=SMALL_PT, ha="left")
         ax.set_title("Before: $z$ drawn from $\\mathcal{N}(\\mu, \\sigma^2)$\n"
-                     "no gradient through the draw", fontsize=11)
+                     "no gradient through the draw", fontsize=TITLE_PT)
 
 
 def reparameterization_graph():
@@ -231,7 +237,7 @@ def reparameterization_graph():
     Returns:
         ``(fig, alt_text)``.
     """
-    fig, axes = plt.subplots(1, 2, figsize=(14, 5.4))
+    fig, axes = plt.subplots(1, 2, figsize=(14 * INCH_PER_UNIT, 5.4 * INCH_PER_UNIT))
     _graph_panel(axes[0], reparameterized=False)
     _graph_panel(axes[1], reparameterized=True)
     handles = [plt.Line2D([], [], color=INK, lw=1.4, label="forward computation"),
@@ -242,7 +248,7 @@ def reparameterization_graph():
                           label="random node"),
                plt.Line2D([], [], color=INK, marker="s", ls="", markerfacecolor=LATENT, markersize=11,
                           label="deterministic node")]
-    fig.legend(handles=handles, loc="lower center", ncol=5, frameon=False, fontsize=9.5)
+    fig.legend(handles=handles, loc="lower center", ncol=5, frameon=False, fontsize=SMALL_PT)
     fig.subplots_adjust(left=0.01, right=0.99, top=0.9, bottom=0.07, wspace=0.05)
     alt = ("Two computation graphs side by side. In both, the input x goes through the encoder to mu and sigma, "
            "which determine the code z, and z feeds the loss f(z). Left, before the trick: z is a random node "
@@ -313,19 +319,19 @@ def elbo_identity(log_px: float, elbo: float | Sequence[float], gap: float | Seq
     ax.axhline(log_px, color=INK, ls="--", lw=1.3)
     n = len(elbos)
     total = log_px + 0.25 * span - floor
-    ax.text(n - 0.6, log_px + 0.01 * total, f"$\\log p(x)$\n= {log_px:.3f}", va="bottom", ha="left", fontsize=9.5)
+    ax.text(n - 0.6, log_px + 0.01 * total, f"$\\log p(x)$\n= {log_px:.3f}", va="bottom", ha="left", fontsize=SMALL_PT)
     for i, (e, g) in enumerate(zip(elbos, gaps)):
-        ax.text(i, e - 0.02 * total, f"ELBO\n{e:.3f}", ha="center", va="top", fontsize=9)
+        ax.text(i, e - 0.02 * total, f"ELBO\n{e:.3f}", ha="center", va="top", fontsize=SMALL_PT)
         if g > 0.08 * total:  # room inside the hatched segment's height: label beside it
-            ax.text(i + 0.3, e + g / 2, f" KL {g:.3f}", ha="left", va="center", fontsize=9)
+            ax.text(i + 0.3, e + g / 2, f" KL {g:.3f}", ha="left", va="center", fontsize=SMALL_PT)
         else:  # a thin segment: label it above the dashed line
-            ax.text(i, log_px + 0.02 * total, f"KL {g:.3f}", ha="center", va="bottom", fontsize=9)
+            ax.text(i, log_px + 0.02 * total, f"KL {g:.3f}", ha="center", va="bottom", fontsize=SMALL_PT)
     ax.set_xticks(list(xs), labels)
     ax.set_xlim(-0.6, n + 0.2)
     ax.set_ylim(floor, log_px + 0.25 * span)
     ax.set_ylabel("nats")
     ax.set_title("$\\log p(x) = \\mathrm{ELBO} + \\mathrm{KL}(q\\,\\|\\,p(z\\,|\\,x))$")
-    ax.legend(loc="lower right", fontsize=9, framealpha=0.95)
+    ax.legend(loc="lower right", fontsize=SMALL_PT, framealpha=0.95)
     fig.tight_layout()
     parts = "; ".join(f"{n}: ELBO {e:.3f} nats plus gap {g:.3f} nats" for n, e, g in zip(labels, elbos, gaps))
     alt = (f"Stacked bar chart of the identity log p(x) = ELBO + KL(q || p(z|x)). A dashed line marks "
@@ -395,7 +401,7 @@ def posterior_ellipses(toy: LinearGaussian, x: Tensor, ax=None):
     n["correlation"] = cov[0, 1] / cov.diagonal().prod().sqrt()
     n["variance_ratio"] = n["q_var"] / n["true_var"]
     if ax is None:
-        fig, ax = plt.subplots(figsize=(6.4, 5.8))
+        fig, ax = plt.subplots(figsize=(6.0, 5.6))  # one panel: readable on a phone
     else:
         fig = ax.figure
     mean = n["mean"]
@@ -414,12 +420,12 @@ def posterior_ellipses(toy: LinearGaussian, x: Tensor, ax=None):
     handles = [plt.Line2D([], [], color=ENCODER, lw=2.2, label="true posterior $p(z\\,|\\,x)$"),
                plt.Line2D([], [], color=BLOCKED, lw=2.2, ls="--", label="best mean-field $q$"),
                plt.Line2D([], [], color=INK, marker="+", ls="", markersize=10, mew=2, label="common mean")]
-    ax.legend(handles=handles, loc="upper right", fontsize=9)
+    ax.legend(handles=handles, loc="upper right")
     sd_true, sd_q = n["true_var"].sqrt().tolist(), n["q_var"].sqrt().tolist()
     ax.text(0.02, 0.02, f"std $z_1$: {sd_true[0]:.3f} (posterior), {sd_q[0]:.3f} ($q$)\n"
             f"std $z_2$: {sd_true[1]:.3f} (posterior), {sd_q[1]:.3f} ($q$)\n"
             f"correlation {n['correlation'].item():.2f}; gap KL$(q\\,\\|\\,p)$ = {n['gap'].item():.3f} nats",
-            transform=ax.transAxes, fontsize=8.5, va="bottom",
+            transform=ax.transAxes, fontsize=plt.rcParams["legend.fontsize"], va="bottom",
             bbox=dict(facecolor="white", edgecolor="0.7", alpha=0.9))
     ax.set_title("1σ and 2σ ellipses: mean-field $q$ is too narrow")
     fig.tight_layout()
