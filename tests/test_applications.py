@@ -163,3 +163,62 @@ def test_impute_keeps_observed_pixels_and_fills_the_rest():
     assert torch.equal(A.impute(model, x, torch.ones_like(x), steps=1), x)
     with pytest.raises(ValueError):
         A.impute(model, x, observed, steps=0)
+
+
+class _CountingBar:
+    """Stands in for a tqdm bar's one method that train_classifier uses: update(n)."""
+
+    def __init__(self):
+        self.n = 0
+
+    def update(self, n=1):
+        self.n += n
+
+
+def test_train_classifier_advances_a_shared_bar_once_per_step_and_trains_the_same_model():
+    x, y = torch.rand(12, 1, 28, 28, generator=torch.Generator().manual_seed(0)), torch.arange(12) % 3
+    bar = _CountingBar()
+    silent = A.train_classifier(x, y, steps=5, batch_size=4, seed=1)
+    shared = A.train_classifier(x, y, steps=5, batch_size=4, seed=1, bar=bar)
+    A.train_classifier(x, y, steps=3, batch_size=4, seed=1, bar=bar)  # a second run on the same bar
+    own = A.train_classifier(x, y, steps=5, batch_size=4, seed=1, bar=True)
+    assert bar.n == 8
+    for model in (shared, own):  # the bar only watches: the weights are those of a silent run
+        assert all(torch.equal(p, q) for p, q in zip(silent.parameters(), model.parameters()))
+
+
+def _tiny_vae_and_digits():
+    torch.manual_seed(0)
+    model = VAE(latent_dim=4, hidden_dim=16).eval()
+    x = torch.bernoulli(torch.full((6, 1, 28, 28), 0.3), generator=torch.Generator().manual_seed(1))
+    return model, x
+
+
+def test_lossy_code_charges_the_kl_of_the_dimensions_it_sends():
+    from vae_course.diagnostics import posterior_params
+    from vae_course.losses import kl_per_dimension
+
+    model, x = _tiny_vae_and_digits()
+    mu, logvar = posterior_params(model, x)
+    kl = kl_per_dimension(mu, logvar)
+    full = A.lossy_code(model, x, generator=torch.Generator().manual_seed(2))
+    assert torch.allclose(full["rate_bits"], kl.sum(1) / math.log(2))
+    two = A.lossy_code(model, x, dims=torch.tensor([1, 3]), generator=torch.Generator().manual_seed(2))
+    assert torch.allclose(two["rate_bits"], kl[:, [1, 3]].sum(1) / math.log(2))
+    none = A.lossy_code(model, x, dims=torch.tensor([], dtype=torch.long))
+    assert torch.equal(none["rate_bits"], torch.zeros(6))
+
+
+def test_lossy_code_measures_the_error_of_the_sample_it_sends():
+    from vae_course.diagnostics import posterior_params
+
+    model, x = _tiny_vae_and_digits()
+
+    mu, logvar = posterior_params(model, x)
+    eps = torch.randn(mu.shape, generator=torch.Generator().manual_seed(3))
+    z = mu + torch.exp(0.5 * logvar) * eps
+    z[:, 0] = 0.0  # dimension 0 is not sent: the receiver uses the prior mean
+    with torch.no_grad():
+        expected = ((torch.sigmoid(model.decode(z)) > 0.5).float() != x).float().flatten(1).mean(1)
+    code = A.lossy_code(model, x, dims=torch.tensor([1, 2, 3]), generator=torch.Generator().manual_seed(3))
+    assert torch.equal(code["wrong"], expected)

@@ -1,5 +1,5 @@
 """What a trained VAE is used for (notebook 9): anomaly scores, augmentation,
-compression and denoising, each as a few short functions.
+compression (lossless sizes and a lossy code) and denoising, each as a few short functions.
 
 Images are ``(n, 1, 28, 28)`` tensors with values in [0, 1]; scores are per
 image, in nats (or bits where the name says so).
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import io
 import math
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -16,8 +16,11 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import Tensor, nn
 
+from .diagnostics import nats_to_bits, posterior_params
 from .evaluate import per_example_terms
-from .inference import device_of, eval_mode
+from .inference import batches, device_of, eval_mode
+from .losses import kl_per_dimension
+from .progress import progress
 
 # ------------------------------------------------------------ anomaly detection
 
@@ -101,6 +104,7 @@ def train_classifier(
     lr: float = 1e-3,
     augment: Augment | None = None,
     seed: int = 0,
+    bar: bool | Any = False,
 ) -> SmallClassifier:
     """Train a :class:`SmallClassifier` on ``(x, y)`` with Adam for ``steps`` minibatches.
 
@@ -110,6 +114,9 @@ def train_classifier(
             every minibatch; it may change the images (shifts) or add new
             labelled images (samples from a generative model).
         seed: seeds the weights, the minibatches and the augmentation.
+        bar: ``False`` trains silently; ``True`` shows a progress bar over the
+            steps; an open bar of :func:`vae_course.progress.progress` is advanced
+            by one per step, so that several trainings can share one bar.
     Returns:
         the trained classifier, in eval mode.
     """
@@ -119,16 +126,24 @@ def train_classifier(
     gen = torch.Generator().manual_seed(seed)
     model = SmallClassifier()
     opt = torch.optim.Adam(model.parameters(), lr=lr)
+    own_bar = progress(total=steps, desc="classifier", unit="step", leave=False) if bar is True else None
+    shared = own_bar if bar is True else (None if bar is False or bar is None else bar)
     model.train()
-    for _ in range(steps):
-        idx = torch.randint(len(x), (min(batch_size, len(x)),), generator=gen)
-        xb, yb = x[idx], y[idx]
-        if augment is not None:
-            xb, yb = augment(xb, yb, gen)
-        loss = F.cross_entropy(model(xb), yb)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+    try:
+        for _ in range(steps):
+            idx = torch.randint(len(x), (min(batch_size, len(x)),), generator=gen)
+            xb, yb = x[idx], y[idx]
+            if augment is not None:
+                xb, yb = augment(xb, yb, gen)
+            loss = F.cross_entropy(model(xb), yb)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            if shared is not None:  # one step at a time: a bar that moves every fraction of a second
+                shared.update(1)
+    finally:
+        if own_bar is not None:
+            own_bar.close()
     return model.eval()
 
 
@@ -198,6 +213,48 @@ def png_bytes(image: Tensor, binary: bool = True) -> int:
     buffer = io.BytesIO()
     img.save(buffer, format="PNG", optimize=True)
     return buffer.tell()
+
+
+@torch.no_grad()
+def lossy_code(
+    model: nn.Module,
+    x: Tensor,
+    dims: Tensor | None = None,
+    generator: torch.Generator | None = None,
+    batch_size: int = 2000,
+) -> dict[str, Tensor]:
+    """The VAE as a lossy code: send one sample ``z ~ q(z|x)``, decode what was sent.
+
+    The sender draws ``z ~ q(z|x)`` and transmits its coordinates ``dims``; with
+    randomness shared with the receiver, *relative-entropy coding* sends such a
+    sample in about ``KL(q(z_d|x) || p(z_d))`` nats (Flamich, Havasi &
+    Hernández-Lobato 2020), so that KL, summed over the dimensions sent, is the
+    rate. The receiver sets the other coordinates to the prior mean 0, decodes
+    the ``z`` it has, and reads each pixel as on where its probability is above ½.
+    Rate and error therefore describe the same transmitted code.
+
+    Args:
+        model: a VAE (``encode``/``decode`` of logits) for binary images.
+        x: ``(n, 1, 28, 28)`` binary images.
+        dims: indices of the latent dimensions sent (default: all of them).
+        generator: the sender's noise ``eps`` for ``z = mu + sigma * eps``, drawn
+            for every dimension, so that the codes for different ``dims`` share it.
+    Returns:
+        ``rate_bits`` ``(n,)``: the KL of the dimensions sent, in bits;
+        ``wrong`` ``(n,)``: the fraction of each image's pixels decoded wrong.
+    """
+    mu, logvar = posterior_params(model, x, batch_size=batch_size)
+    keep = torch.zeros(mu.shape[1], dtype=torch.bool)
+    keep[slice(None) if dims is None else torch.as_tensor(dims, dtype=torch.long)] = True
+    eps = torch.randn(mu.shape, generator=generator)
+    z = torch.where(keep, mu + torch.exp(0.5 * logvar) * eps, torch.zeros_like(mu))
+    wrong = []
+    with eval_mode(model):
+        for (zb, _), (xb, _) in zip(batches(z, None, batch_size, device_of(model)), batches(x, None, batch_size)):
+            decoded = (torch.sigmoid(model.decode(zb)) > 0.5).float().cpu()
+            wrong.append((decoded != (xb > 0.5).float()).float().flatten(1).mean(1))
+    rate = kl_per_dimension(mu, logvar)[:, keep].sum(1)
+    return {"rate_bits": nats_to_bits(rate), "wrong": torch.cat(wrong)}
 
 
 # ------------------------------------------------------------ corruptions

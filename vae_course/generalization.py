@@ -22,6 +22,7 @@ Every value is per example, in nats.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -30,6 +31,7 @@ from .evaluate import per_example_terms
 from .inference import batches, device_of, eval_mode
 from .losses import bernoulli_nll, kl_divergence, reparameterize
 from .models import VAE
+from .progress import progress
 
 __all__ = ["VARIANTS", "reconstruction_at_mean", "train_test_gap", "train_variant", "overfitting_experiment"]
 
@@ -90,7 +92,7 @@ def _check_variant(variant: str) -> tuple[bool, bool]:
 
 def train_variant(variant: str, train_x: Tensor, epochs: int, latent_dim: int = 20, hidden_dim: int = 400,
                   batch_size: int = 128, lr: float = 1e-3, seed: int = 0, test_x: Tensor | None = None,
-                  eval_every: int = 0, n_eval: int = 1000) -> tuple[VAE, list[dict[str, float]]]:
+                  eval_every: int = 0, n_eval: int = 1000, bar: Any = None) -> tuple[VAE, list[dict[str, float]]]:
     """Train one variant (see the module doc) of the seed's VAE with Adam; returns ``(model, history)``.
 
     Args:
@@ -101,6 +103,8 @@ def train_variant(variant: str, train_x: Tensor, epochs: int, latent_dim: int = 
         test_x, eval_every, n_eval: with ``eval_every > 0``, every ``eval_every``
             epochs (and after the last) append :func:`train_test_gap` on ``n_eval``
             images of each split to ``history`` (with an ``epoch`` key).
+        bar: an open progress bar (:func:`vae_course.progress.progress`) advanced by
+            one per epoch, or ``None``.
     """
     noise, use_kl = _check_variant(variant)
     if not isinstance(epochs, int) or epochs < 1:
@@ -125,18 +129,23 @@ def train_variant(variant: str, train_x: Tensor, epochs: int, latent_dim: int = 
         if test_x is not None and eval_every > 0 and (epoch % eval_every == 0 or epoch == epochs):
             n = min(n_eval, len(train_x), len(test_x))
             history.append({"epoch": epoch, **train_test_gap(model, train_x, test_x, n=n, elbo=noise)})
+        if bar is not None:
+            bar.update(1)
     return model.eval(), history
 
 
 def overfitting_experiment(train_x: Tensor, test_x: Tensor, n_train: int = 1000, epochs: int = 100,
                            variants: tuple[str, ...] = tuple(VARIANTS), eval_every: int = 10,
-                           n_eval: int = 1000, seed: int = 0, **train_kwargs) -> dict[str, list[dict[str, float]]]:
+                           n_eval: int = 1000, seed: int = 0, show_progress: bool = False,
+                           **train_kwargs) -> dict[str, list[dict[str, float]]]:
     """Train each variant on the first ``n_train`` training images; record the train/test gap.
 
     With 1,000 images and 100 epochs (about 800 Adam steps) the seed's MLP has
     far more parameters than the data can pin down, so a model that can memorize
     will. Comparing with ``n_train`` = the full set for the same number of steps
     shows what more data does.
+
+    With ``show_progress``, one progress bar counts the epochs of all the variants.
 
     Returns:
         ``{variant: history}``, each history a list of :func:`train_test_gap`
@@ -147,5 +156,7 @@ def overfitting_experiment(train_x: Tensor, test_x: Tensor, n_train: int = 1000,
     for v in variants:
         _check_variant(v)
     subset = train_x[:n_train]
-    return {v: train_variant(v, subset, epochs, seed=seed, test_x=test_x, eval_every=eval_every,
-                             n_eval=n_eval, **train_kwargs)[1] for v in variants}
+    with progress(total=len(variants) * epochs, desc="epochs, all variants", unit="epoch",
+                  disable=not show_progress) as bar:
+        return {v: train_variant(v, subset, epochs, seed=seed, test_x=test_x, eval_every=eval_every,
+                                 n_eval=n_eval, bar=bar, **train_kwargs)[1] for v in variants}
