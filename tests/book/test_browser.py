@@ -14,9 +14,15 @@ pages) it checks what a reader would notice:
 * every image has loaded (``naturalWidth > 0``), output figures included;
 * saved widget views are rendered;
 * on notebook pages, the Colab launch button opens that very ``.ipynb``;
+* every page fits every screen, at 390 px (a phone) and 1280 px (a laptop): the
+  page is never wider than the window, nothing in the article sticks out of it
+  unless it sits in a box that scrolls sideways, no equation is clipped (one
+  wider than its box scrolls inside it), no output text is cut, and a table's
+  NLL column is visible without scrolling at 1280 px;
 
-and it saves a full-page screenshot of each page under ``_build/screenshots/``
-(look at them: layout, clipped figures and unreadable plots are not testable).
+and it saves full-page screenshots of each page under ``_build/screenshots/``:
+``<page>.png`` (1280 px), ``<page>__dark.png`` (1280 px, the theme's dark mode)
+and ``<page>__390.png`` (a phone). Look at them: legibility is not testable.
 """
 from __future__ import annotations
 
@@ -123,6 +129,95 @@ def _html_path(docname: str) -> str:
     return f"/{docname}.html"
 
 
+WIDTHS = {"phone": 390, "laptop": 1280}
+
+# What "fits the screen" means, measured in the page (see the module docstring).
+LAYOUT_JS = """() => {
+  const W = document.documentElement.clientWidth;
+  const article = document.querySelector('.bd-article') || document.body;
+  const scrolls = el => ['auto', 'scroll'].includes(getComputedStyle(el).overflowX);
+  const scroller = (el, self) => {  // the nearest box that scrolls sideways: the element or an ancestor
+    for (let a = self ? el : el.parentElement; a && a !== document.body; a = a.parentElement) if (scrolls(a)) return a;
+    return null;
+  };
+  const visible = el => {
+    const r = el.getBoundingClientRect();
+    return r.width > 0 && r.height > 0 && getComputedStyle(el).visibility !== 'hidden';
+  };
+  const describe = el => {
+    const cls = typeof el.className === 'string' ? el.className.trim().split(/\\s+/).slice(0, 2).join('.') : '';
+    return el.tagName.toLowerCase() + (cls ? '.' + cls : '') + ' "' + (el.textContent || '').trim().slice(0, 70) + '"';
+  };
+  // 1. the article's elements that stick out of the window, outside any box that scrolls within it
+  const out = [];
+  for (const el of article.querySelectorAll('*')) {
+    if (el.closest('mjx-assistive-mml') || !visible(el)) continue;  // MathJax's hidden copy for screen readers
+    if (el.getBoundingClientRect().right <= W + 1) continue;
+    const s = scroller(el, false);
+    if (s && s.getBoundingClientRect().right <= W + 1) continue;
+    out.push(el);
+  }
+  const sticking_out = out.filter(el => !out.includes(el.parentElement)).map(describe);
+  // 2. equations wider (or taller) than their box, where that box does not scroll
+  const clipped_math = [];
+  for (const el of document.querySelectorAll('mjx-container')) {
+    if (!visible(el) || el.closest('.bd-sidebar-primary, .bd-sidebar-secondary')) continue;
+    const style = getComputedStyle(el);
+    if (style.overflowX !== 'visible') {  // a box of its own (display maths): what it cannot show must scroll
+      const wide = el.scrollWidth > el.clientWidth + 1, tall = el.scrollHeight > el.clientHeight + 1;
+      if ((wide && !scrolls(el)) || (tall && style.overflowY !== 'visible'))
+        clipped_math.push(describe(el) + ' ' + el.scrollWidth + 'x' + el.scrollHeight + ' in ' + el.clientWidth + 'x' + el.clientHeight);
+    } else {  // it spills: it must stay inside the line's box, or sit in a box that scrolls
+      let block = el.parentElement;
+      while (block && getComputedStyle(block).display.startsWith('inline')) block = block.parentElement;
+      const r = el.getBoundingClientRect(), b = block.getBoundingClientRect();
+      if (r.right > b.right + 1 && !scroller(el, false)) clipped_math.push(describe(el) + ' (wider than its line)');
+    }
+  }
+  // 3. output text wider than its box, where the box does not scroll
+  const cut_outputs = [];
+  for (const el of document.querySelectorAll('.cell_output pre, .cell_output .output')) {
+    if (visible(el) && el.scrollWidth > el.clientWidth + 1 && !scrolls(el)) cut_outputs.push(describe(el));
+  }
+  // 4. at any width: NLL columns and where they end, against the right edge of their table's box
+  const nll_columns = [];
+  for (const th of article.querySelectorAll('table th')) {
+    if (!/NLL/.test(th.textContent)) continue;
+    const box = scroller(th, false) || th.closest('table');
+    nll_columns.push({header: th.textContent.trim(), right: th.getBoundingClientRect().right,
+                      visible_right: Math.min(box.getBoundingClientRect().right, W)});
+  }
+  return {window: W, document: document.documentElement.scrollWidth, sticking_out, clipped_math, cut_outputs, nll_columns};
+}"""
+
+
+def load_book_page(page, url: str) -> int | None:
+    """Open ``url`` in ``page`` and wait until the maths is typeset and widgets are drawn; the HTTP status."""
+    response = page.goto(url, wait_until="load")
+    # Wait for MathJax to finish typesetting (it loads deferred) and for widgets to render.
+    page.wait_for_function("() => !document.querySelector('.math') || "
+                           "(window.MathJax && MathJax.startup && MathJax.startup.promise)", timeout=30_000)
+    page.evaluate("() => window.MathJax && MathJax.startup && MathJax.startup.promise")
+    if page.locator('script[type="application/vnd.jupyter.widget-view+json"]').count():
+        try:
+            page.wait_for_function("() => document.querySelectorAll('.widget-view, .jupyter-widgets.widget-container, "
+                                   ".jupyter-widgets').length >= 1", timeout=15_000)
+        except Exception:
+            pass  # reported by the widget check below
+    page.evaluate("() => document.fonts.ready.then(() => true)")
+    page.wait_for_timeout(300)  # course.js fits the equations once MathJax is done
+    return response.status if response else None
+
+
+def full_screenshot(page, path: Path, width: int) -> None:
+    """Grow the window to the page's height and take a plain screenshot: Chromium's
+    full-page capture can shift the sticky sidebar mid-transition."""
+    height = page.evaluate("() => document.documentElement.scrollHeight")
+    page.set_viewport_size({"width": width, "height": min(height, 16_000)})
+    page.wait_for_timeout(400)
+    page.screenshot(path=str(path), full_page=height > 16_000)
+
+
 @pytest.fixture(scope="module")
 def visited(browser, site_url, screenshots_dir):
     """Open each page once and record everything the checks need."""
@@ -146,27 +241,14 @@ def visited(browser, site_url, screenshots_dir):
         # name the missing file (the console only says "Failed to load resource")
         page.on("response", lambda r, errs=console_errors: errs.append(f"HTTP {r.status}: {r.url}")
                 if r.status >= 400 else None)
-        response = page.goto(site_url + _html_path(docname), wait_until="load")
-        status = response.status if response else None
-        # Wait for MathJax to finish typesetting (it loads deferred) and for widgets to render.
-        page.wait_for_function("() => !document.querySelector('.math') || "
-                               "(window.MathJax && MathJax.startup && MathJax.startup.promise)", timeout=30_000)
-        page.evaluate("() => window.MathJax && MathJax.startup && MathJax.startup.promise")
+        status = load_book_page(page, site_url + _html_path(docname))
         n_views = page.locator('script[type="application/vnd.jupyter.widget-view+json"]').count()
-        if n_views:
-            try:
-                page.wait_for_function(f"() => document.querySelectorAll('.widget-view, .jupyter-widgets.widget-container, "
-                                       f".jupyter-widgets').length >= 1", timeout=15_000)
-            except Exception:
-                pass  # reported by the widget check below
-        page.wait_for_timeout(300)
+        layout = page.evaluate(LAYOUT_JS)  # at the laptop width, before the window grows for the screenshot
         shot = screenshots_dir / (docname.replace("/", "__") + ".png")
-        # Grow the window to the page's height and take a plain screenshot: Chromium's
-        # full-page capture can shift the sticky sidebar mid-transition.
-        height = page.evaluate("() => document.documentElement.scrollHeight")
-        page.set_viewport_size({"width": 1280, "height": min(height, 16_000)})
-        page.wait_for_timeout(400)
-        page.screenshot(path=str(shot), full_page=height > 16_000)
+        full_screenshot(page, shot, WIDTHS["laptop"])
+        # The theme's dark mode, as a reader who switches sees it (the explorers and figures keep light panels).
+        page.evaluate("() => { document.documentElement.dataset.theme = 'dark'; }")
+        full_screenshot(page, shot.with_name(shot.stem + "__dark.png"), WIDTHS["laptop"])
         colab = page.evaluate("() => Array.from(document.querySelectorAll('a[href*=\"colab.research.google.com\"]'))"
                               ".map(a => a.href)")
         results[docname] = {
@@ -184,10 +266,33 @@ def visited(browser, site_url, screenshots_dir):
             "colab_links": colab,
             "title": page.title(),
             "screenshot": shot,
+            "layout": layout,
         }
         page.close()
     context.close()
     return results
+
+
+@pytest.fixture(scope="module")
+def visited_phone(browser, site_url, screenshots_dir):
+    """Every page at a phone's width: its layout measurements, and a screenshot ``<page>__390.png``."""
+    results = {}
+    context = browser.new_context(viewport={"width": WIDTHS["phone"], "height": 844}, device_scale_factor=1)
+    host = urlparse(site_url).netloc
+    context.route("**/*", lambda route: route.continue_() if urlparse(route.request.url).netloc == host
+                  else route.abort())
+    for docname in PAGES:
+        page = context.new_page()
+        load_book_page(page, site_url + _html_path(docname))
+        results[docname] = page.evaluate(LAYOUT_JS)
+        full_screenshot(page, screenshots_dir / (docname.replace("/", "__") + "__390.png"), WIDTHS["phone"])
+        page.close()
+    context.close()
+    return results
+
+
+def _layout(visited, visited_phone, docname: str, width: str) -> dict:
+    return visited[docname]["layout"] if width == "laptop" else visited_phone[docname]
 
 
 @pytest.mark.parametrize("docname", PAGES)
@@ -271,3 +376,46 @@ def test_every_notebook_is_in_the_book():
     on_disk = sorted(f"notebooks/{p.stem}" for p in (ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
     assert [d for d in on_disk if d not in PAGES] == [], "notebooks missing from _toc.yml"
     assert NOTEBOOK_PAGES == sorted(NOTEBOOK_PAGES), "_toc.yml lists the notebooks out of order"
+
+
+# ------------------------------------------------------- every page fits every screen
+@pytest.mark.parametrize("width", list(WIDTHS))
+@pytest.mark.parametrize("docname", PAGES)
+def test_page_fits_the_window(visited, visited_phone, docname, width):
+    layout = _layout(visited, visited_phone, docname, width)
+    assert layout["document"] <= layout["window"], (
+        f"{docname} at {WIDTHS[width]} px: the page is {layout['document']} px wide, so it scrolls sideways")
+    assert not layout["sticking_out"], (
+        f"{docname} at {WIDTHS[width]} px: these stick out of the window (make them wrap, shrink, or scroll "
+        f"in their own box; see book/_ext/static/course.css):\n" + "\n".join(layout["sticking_out"][:10]))
+
+
+@pytest.mark.parametrize("width", list(WIDTHS))
+@pytest.mark.parametrize("docname", PAGES)
+def test_no_equation_is_clipped(visited, visited_phone, docname, width):
+    clipped = _layout(visited, visited_phone, docname, width)["clipped_math"]
+    assert not clipped, (f"{docname} at {WIDTHS[width]} px: equations wider than their box that cannot scroll:\n"
+                         + "\n".join(clipped[:10]))
+
+
+@pytest.mark.parametrize("width", list(WIDTHS))
+@pytest.mark.parametrize("docname", PAGES)
+def test_no_output_text_is_cut(visited, visited_phone, docname, width):
+    cut = _layout(visited, visited_phone, docname, width)["cut_outputs"]
+    assert not cut, f"{docname} at {WIDTHS[width]} px: output text cut at its box's edge:\n" + "\n".join(cut[:10])
+
+
+@pytest.mark.parametrize("docname", PAGES)
+def test_nll_column_is_visible_on_a_laptop(visited, docname):
+    """The prose tells readers to read a table's NLL column: at 1280 px it shows without scrolling."""
+    for column in visited[docname]["layout"]["nll_columns"]:
+        assert column["right"] <= column["visible_right"] + 1, (
+            f"{docname}: the column \"{column['header']}\" ends at {column['right']:.0f} px, past the visible "
+            f"edge of its table ({column['visible_right']:.0f} px): put it right after the row labels")
+
+
+def test_the_results_tables_have_an_nll_column(visited):
+    """The check above is not vacuous: the two tables the issue named are measured."""
+    named = {d: len(visited[d]["layout"]["nll_columns"]) for d in ("notebooks/06_gpu_vae", "book/results")
+             if d in visited}
+    assert named and all(named.values()), f"no table with an NLL column found on {named}"

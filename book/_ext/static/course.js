@@ -14,7 +14,23 @@
         el.style.fontSize = (base * Math.max(0.75, avail / need)).toFixed(1) + "%";
       }
     });
+    markScrollers();
   }
+  // Boxes that scroll sideways get a shadow on the hidden side (course.css, .course-scrolls).
+  // An inline formula wider than its line (on a phone) becomes a box that scrolls.
+  function markScrollers() {
+    document.querySelectorAll("mjx-container:not([display])").forEach(function (el) {
+      el.classList.remove("course-inline-wide");
+      var block = el.parentElement;
+      while (block && getComputedStyle(block).display.indexOf("inline") === 0) block = block.parentElement;
+      if (block && el.getBoundingClientRect().width > block.clientWidth + 1) el.classList.add("course-inline-wide");
+    });
+    document.querySelectorAll('mjx-container[display="true"], mjx-container.course-inline-wide, ' +
+                              '.pst-scrollable-table-container').forEach(function (el) {
+      el.classList.toggle("course-scrolls", el.scrollWidth > el.clientWidth + 1);
+    });
+  }
+  document.addEventListener("DOMContentLoaded", markScrollers);
   window.addEventListener("load", function () {
     if (window.MathJax && MathJax.startup && MathJax.startup.promise) {
       MathJax.startup.promise.then(fit);
@@ -57,3 +73,20 @@ document.addEventListener("DOMContentLoaded", function () {
       .observe(document.body, { childList: true, subtree: true, attributes: true, attributeFilter: ["src"] });
   });
 })();
+
+// Long inline code (vae_course.losses.aggregate_posterior_log_density) may break
+// after a dot, an underscore, a slash or an opening bracket, so it wraps at a
+// sensible place on a phone instead of mid-word (course.css lets it wrap at all).
+document.addEventListener("DOMContentLoaded", function () {
+  var BREAK_AFTER = /([._\/(,=])(?=[^\s])/g;
+  document.querySelectorAll(".bd-article code.literal span.pre").forEach(function (span) {
+    var text = span.textContent;
+    if (text.length < 20 || span.children.length || !BREAK_AFTER.test(text)) return;
+    BREAK_AFTER.lastIndex = 0;
+    span.innerHTML = "";
+    text.split(BREAK_AFTER).forEach(function (part, i) {
+      span.appendChild(document.createTextNode(part));
+      if (i % 2 === 1) span.appendChild(document.createElement("wbr"));
+    });
+  });
+});
