@@ -366,9 +366,22 @@ def _substitute(pattern: re.Pattern, make: Callable[[re.Match], str], text: str)
     return "".join(out) + text[last:]
 
 
+# A line that *starts* with an HTML comment opens a raw-HTML block in CommonMark and MyST:
+# the paragraph splits there and the rest of the line is not rendered as Markdown (or maths).
+LINE_START_MARKER = re.compile(r"^[ \t]*(?:\*\*|__|\*|_)?<!-- num", re.M)
+
+
+def markers_at_line_start(text: str) -> list[str]:
+    """One line per marker that begins a line (join it to the previous line instead)."""
+    return [f"a marker starts a line (it would become a raw-HTML block): "
+            f"{text[m.start():m.start() + 60].strip()!r}; join it to the previous line"
+            for m in LINE_START_MARKER.finditer(text)]
+
+
 def stale_markers(text: str, notebook: dict | None = None) -> list[str]:
-    """One line per marker whose text disagrees with its source (or whose source is missing)."""
-    problems = []
+    """One line per marker whose text disagrees with its source (or whose source is missing),
+    and per marker that begins a line."""
+    problems = markers_at_line_start(text)
     for m in _markers(MARKER, text):
         try:
             want = formatted(m.group("key"), m.group("fmt"), notebook)

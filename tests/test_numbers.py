@@ -252,3 +252,16 @@ def test_a_missing_source_is_one_clear_error():
         pn.value_of("no_such_file.x")
     with pytest.raises(pn.SourceError, match="no such fact"):
         pn.value_of("fact:no_such_fact")
+
+
+def test_a_marker_that_starts_a_line_is_reported(copy: Path):
+    """A line that begins with ``<!-- num`` would open a raw-HTML block (MyST, CommonMark): the
+    paragraph splits there and the rest of the line is not rendered, so the checker refuses it."""
+    readme = copy / "README.md"
+    text = readme.read_text()
+    marker = next(m for m in pn.MARKER.finditer(text))
+    broken = text[:marker.start()] + "\n" + text[marker.start():]
+    readme.write_text(broken)
+    assert any("starts a line" in p for p in pn.check(copy))
+    assert pn.markers_at_line_start("the NLL is <!-- num: a.b -->1<!-- /num --> nats") == []
+    assert pn.markers_at_line_start("the NLL is\n**<!-- num: a.b -->1<!-- /num -->** nats")
