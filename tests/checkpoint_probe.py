@@ -94,3 +94,79 @@ def trained_state() -> dict:
     trainer = Trainer(config=TrainConfig(**SMALL_CONFIG), progress=False, log=None)
     trainer.fit()
     return training_state(trainer)
+
+
+# ---------------------------------------------------------------- loads under hard limits (issue 23)
+# What one load may add to the process's address space: a refusal needs almost nothing, and
+# the hostile files of issue 23 each needed 0.45 to 1.7 GB before they were refused or accepted.
+EXTRA_ADDRESS_SPACE = 1024**3
+CASE_SECONDS = 60  # a limit, not a timing: the slowest refusal here takes a few seconds
+
+LIMITED = r"""
+import json, os, resource, signal, sys
+import torch
+torch.set_num_threads(1)
+from vae_course.checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint
+from vae_course.weights import ShippedWeightsError, shipped_model
+
+def kb(field):
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith(field))
+
+extra, seconds, cases = int(sys.argv[1]), int(sys.argv[2]), json.loads(sys.argv[3])
+# Everything is imported: from here on, at most `extra` more bytes of address space.
+resource.setrlimit(resource.RLIMIT_AS, (kb("VmSize:") * 1024 + extra, resource.RLIM_INFINITY))
+
+def too_long(signum, frame):
+    raise TimeoutError(f"still running after {seconds} s")
+
+signal.signal(signal.SIGALRM, too_long)
+
+def attempt(kind, target):
+    # (outcome, detail) of reading one file the way the package does.
+    try:
+        if kind == "checkpoint":  # what evaluate and --resume do first
+            model_from_checkpoint(load_checkpoint(target))
+        else:  # pretrained()'s path to shipped weights: VAE_COURSE_WEIGHTS=<folder>
+            os.environ["VAE_COURSE_WEIGHTS"] = target[0]
+            if shipped_model(target[1]) is None:
+                return "error", "nothing was loaded"
+    except (CheckpointError, ShippedWeightsError) as err:
+        return "refused", str(err)
+    except BaseException as err:
+        return "error", f"{type(err).__name__}: {err}"
+    return "loaded", ""
+
+for name, kind, target in cases:
+    measure = os.access("/proc/self/clear_refs", os.W_OK)
+    if measure:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        base = kb("VmRSS:")
+    signal.alarm(seconds)
+    try:
+        outcome, detail = attempt(kind, target)
+    except TimeoutError as err:
+        outcome, detail = "error", str(err)
+    finally:
+        signal.alarm(0)
+    peak = (kb("VmHWM:") - base) / 1024 if measure else None
+    print(json.dumps({"name": name, "outcome": outcome, "detail": detail[:600], "peak_mb": peak}), flush=True)
+"""
+
+
+def limited_loads(cases: list[tuple[str, str, object]], extra: int = EXTRA_ADDRESS_SPACE,
+                  seconds: int = CASE_SECONDS) -> tuple[subprocess.CompletedProcess, dict[str, dict]]:
+    """Read each case in one subprocess whose address space may grow by at most ``extra``
+    bytes, each case stopped after ``seconds``: ``(name, "checkpoint", path)`` loads a
+    checkpoint as ``evaluate`` does; ``(name, "shipped", [folder, model name])`` loads
+    shipped weights as ``pretrained`` does. Returns the process and name -> result."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    env.pop("VAE_COURSE_RETRAIN", None)
+    proc = subprocess.run(
+        [sys.executable, "-c", LIMITED, str(extra), str(seconds), json.dumps([[n, k, str(t) if isinstance(t, Path)
+                                                                               else t] for n, k, t in cases])],
+        capture_output=True, text=True, timeout=seconds * len(cases) + 120, env=env, cwd=ROOT,
+    )
+    results = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
+    return proc, {r["name"]: r for r in results}

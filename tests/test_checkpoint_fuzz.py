@@ -177,7 +177,9 @@ def test_fuzzed_checkpoints_load_correctly_or_raise_one_checkpoint_error(fuzzed)
     outcomes = Counter(r["outcome"] for r in results.values())
     # The edits reach both sides: many are refused, and harmless ones (a history
     # value, a version string, a dense transposed weight) still load and train.
-    assert outcomes["refused"] >= CASES // 4 and outcomes["trained"] + outcomes["diverged"] >= 10, outcomes
+    # (issue 23 checks the settings, Adam's fixed numbers and its step counts against each other,
+    # so fewer random edits are harmless than before)
+    assert outcomes["refused"] >= CASES // 4 and outcomes["trained"] + outcomes["diverged"] >= 5, outcomes
 
 
 @pytest.mark.skipif(not CAN_MEASURE_PEAK, reason="needs /proc/self/clear_refs (Linux) to measure peak memory")

@@ -47,7 +47,7 @@ def test_a_new_config_field_enters_the_pretrained_cache_key_by_its_metadata():
 @pytest.mark.parametrize("settings, given, error", [
     ({}, {"model": "cvae"}, "--model cvae (checkpoint has vae)"),
     ({"lr_schedule": "cosine", "lr": 5e-3}, {"lr": 1e-4}, "--lr 0.0001 (checkpoint has 0.005)"),
-    ({}, {"epochs": 0}, "epochs: must be a positive integer"),
+    ({}, {"epochs": 0}, "epochs: must be an integer from 1 to 10000, got 0"),
     ({"epochs": 2}, {"epochs": 1}, "--epochs 1: the checkpoint already has 2 epochs"),
     ({}, {"learning_rate": 1}, "learning_rate: not a training setting"),
 ])

@@ -68,3 +68,45 @@ def test_cvae_evaluation_uses_labels():
     model, x, y = CVAE(latent_dim=2, hidden_dim=16), torch.rand(6, 1, 28, 28), torch.arange(6)
     assert math.isfinite(evaluate.evaluate_elbo(model, x, y)["elbo"])
     assert math.isfinite(evaluate.iwae_nll(model, x, y, k=8, progress=False)["nll"])
+
+
+# ---------------------------------------------------------------- a long IWAE run, seen coming (issue 23)
+def test_the_iwae_progress_bar_moves_with_every_decoder_pass(model_and_x, monkeypatch):
+    """The bar counts samples and moves after each decoder pass, not once per batch of
+    images: with a small memory budget one image's K samples take many passes."""
+    model, x = model_and_x
+    updates: list[int] = []
+    real = evaluate.progress_bar
+
+    def recording_bar(*args, **kwargs):
+        bar = real(*args, **kwargs)  # the real bar (it still draws); its updates are recorded too
+        update = bar.update
+        bar.update = lambda n=1: (updates.append(n), update(n))[1]
+        return bar
+
+    monkeypatch.setattr(evaluate, "progress_bar", recording_bar)
+    per_sample = evaluate.iwae_bytes_per_sample(model, x[:1])
+    evaluate.iwae_nll(model, x[:2], k=300, memory_budget=per_sample * 50, progress=True)
+    assert sum(updates) == 2 * 300  # every sample of every image, counted once
+    assert len(updates) >= 2 * 300 // 50  # one update per decoder pass of at most 50 samples
+
+
+def test_iwae_duration_is_estimated_by_a_bounded_probe(model_and_x):
+    """A K of a million on 10,000 images: the probe times a small part (never the full K)
+    and the estimate scales it to the whole run."""
+    model, _ = model_and_x
+    x = torch.rand(10_000, 1, 28, 28)
+    seconds, probed = evaluate.iwae_seconds_estimate(model, x, None, k=1_000_000, probe_seconds=0.05)
+    assert 0 < probed < 1_000_000 and seconds > 0
+    with pytest.raises(ValueError) as info:  # over the limit: refused, with the estimate and what to do
+        evaluate.check_iwae_duration(model, x, None, 1_000_000, "cpu", limit_seconds=1.0)
+    message = str(info.value)
+    assert "would take about" in message and "--sample-test" in message and "--allow-long" in message
+    line = evaluate.check_iwae_duration(model, x[:3], None, 5, "cpu", allow_long=True)
+    assert line.startswith("IWAE estimate: K=5 on 3 images, about") and "\n" not in line
+
+
+def test_iwae_k_has_the_cli_bound(model_and_x):
+    model, x = model_and_x
+    with pytest.raises(ValueError, match="from 1 to 1000000"):
+        evaluate.iwae_nll(model, x[:1], k=10**9, progress=False)

@@ -84,6 +84,27 @@ def _missing_key(state: dict) -> None:
     del _first_param_state(state)["exp_avg_sq"]
 
 
+def _drop_half_the_adam_state(state: dict) -> None:
+    adam = _opt(state)["state"]
+    for j in list(adam)[::2]:
+        del adam[j]
+
+
+def _steps(value: float) -> Mutation:
+    def mutate(state: dict) -> None:
+        for entry in _opt(state)["state"].values():
+            entry["step"] = torch.tensor(value)
+    return mutate
+
+
+def _cvae(classes: int) -> Mutation:
+    """The VAE's state relabelled a conditional VAE with ``classes`` classes."""
+    def mutate(state: dict) -> None:
+        state["model_name"] = "cvae"
+        state["model_config"]["num_classes"] = classes
+    return mutate
+
+
 def _deep(state: dict) -> None:
     nest: list = []
     for _ in range(100):
@@ -120,7 +141,8 @@ CASES: dict[str, tuple[str, Mutation]] = {
     "opt_amsgrad": ("saved", _set("optimizer_state/param_groups/0/amsgrad", True)),
     "opt_not_dict": ("saved", _set("optimizer_state", [1, 2])),
     # tensors whose memory overlaps: the old checksum made them contiguous
-    "zero_stride_huge": ("raw", _set("blob", torch.zeros(1).expand(HUGE_ELEMENTS))),
+    # (in a field that holds a tensor: an unknown field is refused before loading, see test_hostile_structure)
+    "zero_stride_huge": ("raw", _set("data_generator", torch.zeros(1).expand(HUGE_ELEMENTS))),
     "overlapping_weight": ("raw", _set("model_state/fc1.weight", torch.zeros(800).as_strided((16, 784), (1, 1)))),
     "shared_views": ("raw", _shared_views),
     "sparse": ("raw", _set("extra", torch.eye(3).to_sparse())),
@@ -171,6 +193,25 @@ CASES: dict[str, tuple[str, Mutation]] = {
     "noise_generator_short": ("saved", _set("noise_generator", torch.zeros(16, dtype=torch.uint8))),
     "lr_schedule_nan": ("saved", _set("lr_schedule/lr", math.nan)),
     "deep_nesting": ("saved", _deep),
+    # values at Python's and C's limits (issue 23): one line, never an OverflowError
+    "epoch_huge": ("saved", _set("epoch", 10**400)),
+    "history_loss_huge": ("saved", _set("history/0/loss", 10**400)),
+    "train_config_lr_huge": ("saved", _set("train_config/lr", 10**400)),
+    "opt_step_huge": ("saved", _opt_state("step", lambda t: 10**400)),
+    "train_config_empty": ("saved", _set("train_config", {})),
+    "train_config_seed_2_64": ("saved", _set("train_config/seed", 2**64)),
+    "train_config_seed_2_63": ("saved", _set("train_config/seed", 2**63 - 1)),
+    "cvae_one_class": ("saved", _cvae(1)),
+    "cvae_five_classes": ("saved", _cvae(5)),
+    "unknown_field": ("saved", _set("note", "hi")),
+    # finite but inconsistent: an optimizer state must be complete and agree with the settings
+    "opt_weight_decay_huge": ("saved", _set("optimizer_state/param_groups/0/weight_decay", 1e30)),
+    "opt_eps_changed": ("saved", _set("optimizer_state/param_groups/0/eps", 1.0)),
+    "opt_lr_zero": ("saved", _set("optimizer_state/param_groups/0/lr", 0.0)),
+    "opt_half_the_state_missing": ("saved", _drop_half_the_adam_state),
+    "opt_steps_too_many": ("saved", _steps(1e9)),
+    "opt_steps_differ": ("saved", _opt_state("step", lambda t: t + 3)),
+    "lr_schedule_disagrees": ("saved", _set("lr_schedule/base_lr", 5.0)),
     # the format itself
     "missing_checksum": ("nochecksum", lambda s: None),
     "checksum_wrong": ("saved-then", _set("checksum", "0" * 64)),
@@ -330,7 +371,7 @@ def test_every_hostile_file_is_one_checkpoint_error_and_nothing_crashes(probed):
     for name, r in results.items():  # one line, naming the file (or the checkpoint), no traceback
         if name != "valid":
             assert "\n" not in r["detail"] and r["detail"].startswith("checkpoint"), (name, r["detail"])
-    assert len(results) - 1 == len(CASES) + len(ZIP_CASES) >= 70
+    assert len(results) - 1 == len(CASES) + len(ZIP_CASES) >= 90
 
 
 @pytest.mark.skipif(not CAN_MEASURE_PEAK, reason="needs /proc/self/clear_refs (Linux) to measure peak memory")
@@ -353,6 +394,21 @@ def test_every_hostile_file_is_refused_in_bounded_memory(probed):
     ("version_newer", "upgrade vae_course"),
     ("many_records", "records (a checkpoint has at most"),
     ("legacy_format", "not a zip archive"),
+    ("epoch_huge", "holds an integer of about 401 digits"),
+    ("opt_step_huge", "holds an integer of about 401 digits"),
+    ("train_config_empty", "train_config has no 'model' setting (and 7 more)"),
+    ("train_config_seed_2_64", "holds an integer of about 20 digits"),
+    ("train_config_seed_2_63", "seed: must be an integer from 0 to 4294967295"),
+    ("cvae_one_class", "a conditional model needs at least 2 classes"),
+    ("cvae_five_classes", "conditions on its 10 classes"),
+    ("unknown_field", "holds a field this vae_course does not know ('note')"),
+    ("opt_weight_decay_huge", "weight_decay=1e+30 differs from 0"),
+    ("opt_eps_changed", "eps=1.0 differs from 1e-08"),
+    ("opt_lr_zero", "the optimizer's learning rate is 0, but train_config says lr=0.001"),
+    ("opt_half_the_state_missing", "optimizer state is missing for 5 of 10 parameters"),
+    ("opt_steps_too_many", "steps, more than 1 epochs"),
+    ("opt_steps_differ", "parameters at different steps"),
+    ("lr_schedule_disagrees", "lr_schedule says base_lr=5.0"),
 ])
 def test_refusals_say_what_is_wrong(probed, name, words):
     assert words in probed[2][name]["detail"], probed[2][name]["detail"]
@@ -375,3 +431,19 @@ def test_a_refused_restore_leaves_the_trainer_untouched(base_state):
     assert before[1]["state"] == {} == after[1]["state"] and before[2] == after[2] == 0
     restore_training_state(trainer, base_state)  # the good state still loads
     assert trainer.epoch == 1 and len(trainer.optimizer.state_dict()["state"]) == last + 1
+
+
+@pytest.mark.parametrize("mutate", [_set("epoch", 10**400), _set("history/0/loss", 10**400),
+                                    _set("train_config/lr", 10**400), _opt_state("step", lambda t: 10**400)])
+def test_integers_beyond_64_bits_in_a_state_dict_are_one_checkpoint_error(base_state, mutate):
+    """The same values handed over in memory (no file, so no scan): each field's own check
+    says so in one line instead of an OverflowError."""
+    from checkpoint_probe import SMALL_CONFIG
+    from vae_course.train import TrainConfig, Trainer
+
+    trainer = Trainer(config=TrainConfig(**SMALL_CONFIG), progress=False, log=None)
+    state = copy.deepcopy(base_state)
+    mutate(state)
+    with pytest.raises(CheckpointError) as info:
+        restore_training_state(trainer, state)
+    assert "\n" not in str(info.value) and "digits" in str(info.value), str(info.value)

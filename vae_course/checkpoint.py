@@ -4,8 +4,12 @@ A checkpoint is a plain ``dict`` of tensors and Python numbers, strings, lists
 and dicts. That makes it loadable with ``torch.load(path, weights_only=True)``,
 which refuses any pickled Python object: a checkpoint downloaded from a
 stranger cannot run code on your machine. Everything in it is checked before
-use (see :mod:`vae_course.checkpoint_checks`), so a damaged or crafted file
-gives one :class:`CheckpointError` line instead of a crash or a huge allocation.
+use, so a damaged or crafted file gives one :class:`CheckpointError` line
+instead of a crash, a hang or a huge allocation: the file and its pickle's
+shape before unpickling (:mod:`vae_course.safe_load`,
+:mod:`vae_course.checkpoint_schema`), then every field against the one set of
+bounds the command line and the trainer use (:mod:`vae_course.checkpoint_checks`,
+:mod:`vae_course.optimizer_checks`).
 
 What a training checkpoint holds (written by :func:`training_state`)::
 
@@ -39,37 +43,32 @@ from __future__ import annotations
 import dataclasses
 import io
 import os
-import pickle
-import stat
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
+from .bounds import shown
 from .checkpoint_checks import (
-    CheckpointError, check_archive, check_core_fields, check_generator_state, check_model_state,
-    check_rng_state, check_scaler_state, check_tensors, check_train_config, fail, is_finite_number, is_int,
-    meta_model, optimizer_state_for,
+    CheckpointError, check_core_fields, check_generator_state, check_model_state, check_rng_state,
+    check_scaler_state, check_train_config, fail, is_finite_number, meta_model,
+)
+from .checkpoint_schema import (
+    FORMAT_VERSION, REQUIRED_KEYS, TRAINING_KEYS, check_checkpoint_shape, check_fields, check_version,
 )
 from .hashing import state_checksum
 from .models import build_model
+from .optimizer_checks import check_optimizer_agrees, optimizer_state_for
 from .rng import get_rng_state, set_rng_state
 from .run_folder import atomic_write_bytes
+from .safe_load import read_torch_file
 
 __all__ = [
     "FORMAT_VERSION", "REQUIRED_KEYS", "TRAINING_KEYS", "CheckpointError", "save_checkpoint", "load_checkpoint",
     "migrate", "training_state", "restore_training_state", "model_from_checkpoint", "load_weights",
     "train_config_of", "history_of", "epoch_of", "model_name_of", "torch_version_of",
 ]
-
-FORMAT_VERSION = 2
-OLDEST_VERSION = 1
-REQUIRED_KEYS = ("format_version", "model_name", "model_config", "model_state", "epoch", "history")
-# What restore_training_state needs beyond REQUIRED_KEYS ("scaler_state" and
-# "lr_schedule" are optional: absent in checkpoints from before they existed).
-TRAINING_KEYS = REQUIRED_KEYS + ("optimizer_state", "train_config", "rng", "data_generator", "noise_generator")
-
 
 def save_checkpoint(state: dict[str, Any], path: str | os.PathLike) -> Path:
     """Write ``state`` to ``path`` atomically, with a SHA-256 ``checksum`` added.
@@ -92,62 +91,10 @@ def save_checkpoint(state: dict[str, Any], path: str | os.PathLike) -> Path:
 
 
 # ---------------------------------------------------------------- loading
-def _read(path: Path, label: str) -> Any:
-    """``torch.load`` of a file that passed :func:`check_archive`, then :func:`check_tensors`.
-
-    The file is opened once, so the bytes checked are the bytes loaded.
-    """
-    try:
-        mode = path.stat().st_mode
-        if stat.S_ISDIR(mode):
-            raise fail(label, "is a folder, not a file: pass the checkpoint.pt inside it")
-        if not stat.S_ISREG(mode):  # a pipe would block, a device never end
-            raise fail(label, "is not a regular file (a pipe or a device?); pass a checkpoint.pt file")
-        with open(path, "rb") as f:
-            size = os.fstat(f.fileno()).st_size
-            declared = check_archive(f, size, label)
-            f.seek(0)
-            state = torch.load(f, map_location="cpu", weights_only=True)
-    except CheckpointError:
-        raise
-    except FileNotFoundError:
-        raise CheckpointError(f"checkpoint: no file at {path}") from None
-    except OSError as err:  # permissions, a lock, a failing disk: the file may be fine
-        raise fail(label, f"cannot be read ({err.strerror or type(err).__name__}); check that it is readable "
-                          f"by you and not locked by another program. The file was not changed.") from None
-    except pickle.UnpicklingError as err:
-        if "Unsupported global" not in str(err):
-            raise fail(label, "is truncated or corrupted, or is not a PyTorch checkpoint, and cannot be read "
-                              "safely (nothing was executed); it is left as it is: use an earlier copy") from None
-        lines = [ln.strip() for ln in str(err).splitlines() if "Unsupported global" in ln]
-        first = lines[0].replace("WeightsUnpickler error: ", "") if lines else type(err).__name__
-        raise fail(label, f"was refused: it contains Python objects other than tensors and plain types, which "
-                          f"could run code when loaded (weights_only=True). Nothing was executed. Only load "
-                          f"checkpoints you trust. ({first[:160]})") from None
-    except Exception as err:  # noqa: BLE001 - damaged bytes can fail anywhere inside torch.load
-        # (RuntimeError, EOFError, BadZipFile, KeyError, IndexError ... all mean "damaged")
-        raise fail(label, f"is truncated or corrupted and cannot be read ({type(err).__name__}); it is left "
-                          f"as it is: use an earlier copy") from None
-    check_tensors(state, declared, label)
-    return state
-
-
-def _check_version(version: Any, label: str) -> None:
-    if not is_int(version) or version < OLDEST_VERSION:
-        raise fail(label, f"has format version {version!r:.20}, which no vae_course wrote; it is damaged or "
-                          f"not a vae_course checkpoint")
-    if version > FORMAT_VERSION:
-        raise fail(label, f"has format version {version}, newer than this vae_course reads ({OLDEST_VERSION} "
-                          f"to {FORMAT_VERSION}): upgrade vae_course (pip install -U vae-course) to load it")
-
-
 def _check_shape(state: Any, label: str) -> None:
     if not isinstance(state, dict):
         raise fail(label, f": expected a dict, found {type(state).__name__}")
-    missing = [k for k in REQUIRED_KEYS if k not in state]
-    if missing:
-        raise fail(label, f"is not a vae_course checkpoint: missing {missing}")
-    _check_version(state["format_version"], label)
+    check_fields(state, label)
 
 
 def _verify_checksum(state: dict, label: str) -> None:
@@ -170,7 +117,7 @@ def migrate(state: dict[str, Any]) -> dict[str, Any]:
     """
     if not isinstance(state, dict):
         raise fail("checkpoint", f": expected a dict, found {type(state).__name__}")
-    _check_version(state.get("format_version"), "checkpoint")
+    check_version(state.get("format_version"), "checkpoint")
     state = dict(state)
     if state["format_version"] == 1:
         # Version 2 has the same fields and only makes the checksum compulsory,
@@ -186,13 +133,17 @@ def load_checkpoint(
 ) -> dict[str, Any]:
     """Load a checkpoint dict safely (``weights_only=True``, tensors to the CPU).
 
-    Before ``torch.load`` the file's zip structure is checked (bounded record
-    count and sizes, no compressed records), so a small file cannot make the
-    loader allocate gigabytes. After it: every tensor dense and within the
-    file's size, the format version, the fields' types and ranges (epoch >= 0,
-    a history of finite numbers, a model config within sane sizes), finite
-    weights, and the SHA-256 checksum (compulsory). Older format versions are
-    upgraded with :func:`migrate`.
+    Before ``torch.load`` (:func:`vae_course.safe_load.read_torch_file`): the
+    file's zip directory, parsed from its own bytes (bounded record count and
+    sizes, no compressed records, no bytes outside its records), and its pickle
+    *scanned without being built* (bounded objects, references and nesting;
+    only known fields; no field holding more tensor bytes than the model it
+    describes needs), so no file can make the loader allocate or walk more than
+    a real checkpoint of that model would. After it: every tensor dense and
+    within the file's size, the format version, the fields' types and ranges
+    (the bounds of :mod:`vae_course.bounds`, shared with the command line and
+    the trainer), finite weights, and the SHA-256 checksum (compulsory). Older
+    format versions are upgraded with :func:`migrate`.
 
     Raises :class:`CheckpointError` with one line saying what is wrong and what
     to do when the file is missing or unreadable, is not a checkpoint, is
@@ -201,7 +152,7 @@ def load_checkpoint(
     """
     path = Path(path)
     label = f"checkpoint {path}"
-    state = _read(path, label)
+    state = read_torch_file(path, check_checkpoint_shape)
     _check_shape(state, label)
     check_core_fields(state, label)
     _verify_checksum(state, label)
@@ -358,7 +309,7 @@ def _check_train_config_agrees(state: dict, config_type: type, label: str) -> No
               **{k: state[k] for k in ("dataset", "binarize") if k in state}}
     for key, value in claims.items():
         if saved.get(key) is not None and saved[key] != value:
-            raise fail(label, f": train_config says {key}={saved[key]!r:.40} but the checkpoint holds {value!r:.40}; "
+            raise fail(label, f": train_config says {key}={shown(saved[key])} but the checkpoint holds {shown(value)}; "
                               f"it is damaged or was edited")
     del config  # built only to validate
 
@@ -383,6 +334,7 @@ def _checked_training_state(trainer: Any, state: Any, label: str) -> tuple[dict[
         raise fail(label, f": history has {len(state['history'])} epochs but epoch is {state['epoch']}; it is "
                           f"damaged or was edited")
     optimizer = optimizer_state_for(trainer.optimizer, state["optimizer_state"], label)
+    check_optimizer_agrees(state, optimizer, label)
     check_scaler_state(state.get("scaler_state", {}), label)
     check_rng_state(state["rng"], label)
     check_generator_state(state["data_generator"], trainer.data_generator, "data_generator", label)

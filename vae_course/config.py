@@ -10,10 +10,10 @@ of :data:`RECOMMENDED_SETTINGS` where a model has one: the CLI, ``train_model`` 
 """
 from __future__ import annotations
 
-import math
 from dataclasses import Field, dataclass, field, fields, replace
 from typing import Any
 
+from .bounds import check_model_size, problem
 from .schedules import LR_SCHEDULES
 
 # ---------------------------------------------------------------- settings
@@ -43,6 +43,14 @@ def affects_weights(f: Field) -> bool:
 def flag_name(name: str) -> str:
     """The CLI flag of a setting: ``lr_schedule`` -> ``--lr-schedule``."""
     return "--" + name.replace("_", "-")
+
+
+# The numeric settings, each checked against vae_course.bounds.BOUNDS (None: unset).
+_BOUNDED = ("epochs", "batch_size", "latent_dim", "hidden_dim", "lr", "beta", "kl_warmup_epochs", "free_bits",
+            "seed", "limit_train", "limit_test", "val_size", "log_every", "schedule_epochs")
+_OPTIONAL = ("hidden_dim", "limit_train", "limit_test", "schedule_epochs")
+# The settings every saved train_config holds (format version 1 on); the others have defaults.
+SAVED_SETTINGS = ("model", "dataset", "binarize", "epochs", "batch_size", "latent_dim", "lr", "seed")
 
 
 @dataclass
@@ -86,7 +94,7 @@ class TrainConfig:
         from .models import MODELS
 
         for name, known in (("model", MODELS), ("dataset", DATASETS), ("binarize", BINARIZE_MODES)):
-            if getattr(self, name) not in known:
+            if not isinstance(getattr(self, name), str) or getattr(self, name) not in known:
                 raise ValueError(f"{name}: unknown choice {getattr(self, name)!r}; choose one of {sorted(known)}")
         device = self.device
         if not isinstance(device, str) or (device.lower() not in DEVICE_CHOICES
@@ -95,29 +103,18 @@ class TrainConfig:
         for name in ("amp", "compile"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name}: must be True or False, got {getattr(self, name)!r}")
-        positive_ints = ("epochs", "batch_size", "latent_dim", "log_every")
-        for name in positive_ints:
+        # Every number within the one set of bounds the CLI and the checkpoint loader use too,
+        # so that what trains is what loads (vae_course.bounds).
+        for name in _BOUNDED:
             value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-                raise ValueError(f"{name}: must be a positive integer, got {value!r}")
-        for name in ("hidden_dim", "limit_train", "limit_test", "schedule_epochs"):
-            value = getattr(self, name)
-            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value <= 0):
-                raise ValueError(f"{name}: must be a positive integer (or unset), got {value!r}")
-        if not isinstance(self.val_size, int) or isinstance(self.val_size, bool) or self.val_size < 0:
-            raise ValueError(f"val_size: must be a non-negative integer, got {self.val_size!r}")
-        if not (isinstance(self.lr, (int, float)) and not isinstance(self.lr, bool)
-                and math.isfinite(self.lr) and self.lr > 0):
-            raise ValueError(f"lr: must be a positive number, got {self.lr!r}")
-        for name in ("beta", "kl_warmup_epochs", "free_bits"):
-            value = getattr(self, name)
-            if not (isinstance(value, (int, float)) and not isinstance(value, bool)
-                    and math.isfinite(value) and value >= 0):
-                raise ValueError(f"{name}: must be a non-negative number, got {value!r}")
-        if not isinstance(self.seed, int) or isinstance(self.seed, bool) or self.seed < 0:
-            raise ValueError(f"seed: must be a non-negative integer, got {self.seed!r}")
+            if value is None and name in _OPTIONAL:
+                continue
+            message = problem(name, value)
+            if message:
+                raise ValueError(message)
         if self.lr_schedule not in LR_SCHEDULES:
             raise ValueError(f"lr_schedule: unknown choice {self.lr_schedule!r}; choose one of {LR_SCHEDULES}")
+        check_model_size(self.model, self.model_kwargs())  # the parameter cap: sizes together
 
     def model_kwargs(self) -> dict[str, Any]:
         kwargs: dict[str, Any] = {"latent_dim": self.latent_dim}

@@ -8,14 +8,17 @@ it never disturbs the training run's random numbers.
 from __future__ import annotations
 
 import math
+import time
+from typing import Callable
 
 import torch
 from torch import Tensor, nn
 from torch.distributions import Normal
-from tqdm.auto import tqdm
 
+from .bounds import BOUNDS
 from .inference import batches, device_of, eval_mode
 from .losses import bernoulli_nll, iwae_log_likelihood, objective_terms
+from .progress import progress as progress_bar
 
 EVAL_SEED = 1234
 
@@ -119,13 +122,15 @@ def _log_weights(model: nn.Module, x: Tensor, y: Tensor | None, mu: Tensor, std:
 
 def log_importance_weights(
     model: nn.Module, x: Tensor, y: Tensor | None = None, k: int = 100, generator: torch.Generator | None = None,
-    samples_per_pass: int | None = None,
+    samples_per_pass: int | None = None, on_pass: Callable[[int], None] | None = None,
 ) -> Tensor:
     """``log w = log p(x|z) + log p(z) - log q(z|x)`` for ``k`` samples per image.
 
     All the noise is drawn first, in one ``(batch, k, latent)`` tensor, so the
     numbers do not depend on ``samples_per_pass``, which only says how many
     samples go through the decoder at once (``None``: all ``batch * k``).
+    ``on_pass(n)`` is called after each decoder pass with its number of samples
+    (a progress bar's update).
 
     Args:
         x: ``(batch, 1, 28, 28)`` images on the model's device.
@@ -138,8 +143,11 @@ def log_importance_weights(
     b, d = mu.shape
     eps = torch.randn(b, k, d, device=mu.device, generator=generator)
     per_pass = b * k if samples_per_pass is None else max(1, samples_per_pass)
+    done = on_pass or (lambda n: None)
     if per_pass >= b * k:
-        return _log_weights(model, x, y, mu, std, eps)
+        out = _log_weights(model, x, y, mu, std, eps)
+        done(b * k)
+        return out
     out = torch.empty(b, k, device=mu.device)
     images = max(1, per_pass // k)  # whole images per pass, or slices of one image's k samples
     width = min(k, per_pass)
@@ -149,6 +157,7 @@ def log_importance_weights(
             cols = slice(s, s + width)
             out[rows, cols] = _log_weights(model, x[rows], None if y is None else y[rows], mu[rows], std[rows],
                                            eps[rows, cols])
+            done(out[rows, cols].numel())
     return out
 
 
@@ -180,7 +189,7 @@ def iwae_nll(
     seed: int = EVAL_SEED,
     progress: bool = True,
     memory_budget: int = DEFAULT_MEMORY_BUDGET,
-) -> dict[str, float]:
+) -> dict[str, float | Tensor]:
     """The importance-weighted estimate of ``-log p(x)``, in nats per example.
 
     ``-(logsumexp_k log w_k - log K)`` averaged over images (Burda et al. 2015).
@@ -193,10 +202,15 @@ def iwae_nll(
     draws (noise for about that many samples is drawn at a time, as before the
     budget existed), so the numbers for a seed do not depend on the budget.
 
-    Returns ``{"nll", "nll_stderr", "k", "n"}``.
+    The progress bar counts samples (images times ``k``) and moves after every
+    decoder pass, so it advances every few seconds whatever ``k`` is.
+
+    Returns ``{"nll", "nll_stderr", "k", "n", "per_example"}``, the last an ``(n,)``
+    tensor of every image's estimate in nats (on the CPU).
     """
-    if not isinstance(k, int) or k < 1:
-        raise ValueError(f"k: the number of importance samples must be a positive integer, got {k!r}")
+    most = int(BOUNDS["iw_samples"].high)
+    if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= most:
+        raise ValueError(f"k: the number of importance samples must be an integer from 1 to {most}, got {k!r:.40}")
     if not getattr(model, "is_variational", False):
         raise TypeError("model: the IWAE estimate needs a variational model (one with encode -> (mu, logvar))")
     if not isinstance(memory_budget, int) or memory_budget <= 0:
@@ -206,12 +220,73 @@ def iwae_nll(
     out = []
     with eval_mode(model):
         k_chunk, images_per_pass, decoder_samples = _iwae_plan(model, x, y, k, samples_per_pass, memory_budget)
-        passes = tqdm(batches(x, y, images_per_pass, device), total=math.ceil(len(x) / images_per_pass),
-                      desc=f"IWAE k={k}", disable=not progress, leave=False)
-        for xb, yb in passes:
+        bar = progress_bar(total=len(x) * k, desc=f"IWAE k={k}", unit="sample", unit_scale=True,
+                           disable=not progress, leave=False)
+        for xb, yb in batches(x, y, images_per_pass, device):
             chunks = []
             for start in range(0, k, k_chunk):
-                chunks.append(log_importance_weights(model, xb, yb, min(k_chunk, k - start), gen, decoder_samples))
+                chunks.append(log_importance_weights(model, xb, yb, min(k_chunk, k - start), gen, decoder_samples,
+                                                     on_pass=bar.update))
             out.append(iwae_log_likelihood(torch.cat(chunks, dim=1)).cpu())
-    nll, se = _mean_and_stderr(-torch.cat(out))
-    return {"nll": nll, "nll_stderr": se, "k": k, "n": len(x)}
+        bar.close()
+    per_example = -torch.cat(out)  # (n,) nats: each image's estimate, for paired comparisons of two models
+    nll, se = _mean_and_stderr(per_example)
+    return {"nll": nll, "nll_stderr": se, "k": k, "n": len(x), "per_example": per_example}
+
+
+# ---------------------------------------------------------------- how long will it take?
+IWAE_LIMIT_SECONDS = 10 * 60  # above this, evaluate refuses the IWAE estimate unless told to go on
+PROBE_SECONDS = 0.5  # the timed probe grows until one run of it takes this long
+
+
+def iwae_seconds_estimate(model: nn.Module, x: Tensor, y: Tensor | None, k: int,
+                          probe_seconds: float = PROBE_SECONDS) -> tuple[float, int]:
+    """``(seconds, probed samples)``: how long :func:`iwae_nll` of all of ``x`` with ``k``
+    samples per image will take, from timed runs on a few images with a small K.
+
+    The probe starts at 2 images with 16 samples each and grows (K first, then images)
+    until one run takes ``probe_seconds`` or covers the whole job, so it costs about
+    two such runs whatever ``k`` is, and is long enough for the time per sample to
+    be the one of a long run (tiny runs are dominated by fixed costs).
+    """
+    n = len(x)
+    images, samples = min(n, 2), min(k, 16)
+    iwae_nll(model, x[:1], None if y is None else y[:1], k=1, progress=False)  # first-call costs, not timed
+    while True:
+        start = time.perf_counter()
+        iwae_nll(model, x[:images], None if y is None else y[:images], k=samples, progress=False)
+        took = time.perf_counter() - start
+        if took >= probe_seconds or (images == n and samples == k):
+            return took * n * k / (images * samples), images * samples
+        grow = min(8.0, max(2.0, probe_seconds / max(took, 1e-9)))
+        if samples < k:
+            samples = min(k, math.ceil(samples * grow))
+        else:
+            images = min(n, math.ceil(images * grow))
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 90 * 60:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def check_iwae_duration(model: nn.Module, x: Tensor, y: Tensor | None, k: int, where: str,
+                        allow_long: bool = False, limit_seconds: float = IWAE_LIMIT_SECONDS) -> str:
+    """Time a probe (:func:`iwae_seconds_estimate`) and return the line that announces the
+    IWAE estimate with its expected duration; raise ``ValueError`` with one line that
+    says how to proceed when it would take over ``limit_seconds`` and ``allow_long`` is
+    not set. ``where``: the device, for the message (e.g. ``"cpu (2 threads)"``)."""
+    seconds, probed = iwae_seconds_estimate(model, x, y, k)
+    n = len(x)
+    if seconds > limit_seconds and not allow_long:
+        fits = max(1, int(n * limit_seconds / seconds))
+        raise ValueError(
+            f"--iw-samples {k}: the IWAE estimate on {n:,} images would take about {_duration(seconds)} on {where} "
+            f"(from a timed probe of {probed:,} samples), over the {_duration(limit_seconds)} this command runs "
+            f"without asking; use a smaller --iw-samples, or --sample-test {fits} (about {_duration(limit_seconds)}), "
+            f"or add --allow-long to run it anyway")
+    return (f"IWAE estimate: K={k} on {n:,} images, about {_duration(seconds)} on {where} (from a timed probe of "
+            f"{probed:,} samples)")

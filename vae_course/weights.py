@@ -20,6 +20,14 @@ is quicker than any training); set ``VAE_COURSE_RETRAIN=1`` to train instead
 (and cache) as if nothing shipped. ``VAE_COURSE_WEIGHTS=<folder>`` points at
 another folder of shipped weights (same layout). ``scripts/ship_weights.py
 NAME CHECKPOINT`` writes a file and its manifest entry.
+
+Shipped files pass the same validation layer as checkpoints
+(:func:`vae_course.safe_load.read_torch_file`): a matching SHA-256 only says
+the file is the one the manifest names, not that the manifest or the file is
+sound, so the manifest's sizes are bounded before any model is built, the
+file's structure is checked before it is unpickled (no compressed records, no
+more tensor bytes than the model needs), and every weight must fit the model
+and be finite.
 """
 from __future__ import annotations
 
@@ -31,14 +39,22 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from .bounds import shown
+from .checkpoint_checks import CheckpointError, check_history, check_model_state, check_train_config, meta_model
+from .checkpoint_schema import model_bytes
 from .hashing import file_digest
 from .models import build_model
+from .safe_load import read_torch_file
+from .safe_pickle import Node, PickleShape, entries
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 MANIFEST = "manifest.json"
 STORED_DTYPE = torch.float16
 # Settings that do not change the trained weights (as in pretrained's cache key).
 _NOT_COMPARED = ("device", "log_every")
+# The manifest of the package's ten models is about 100 kB (with their histories).
+MAX_MANIFEST_BYTES = 2 * 1024**2
+_RETRAIN = "reinstall vae-course or set VAE_COURSE_RETRAIN=1 to train the model instead"
 
 
 class ShippedWeightsError(ValueError):
@@ -57,9 +73,26 @@ def weights_dir() -> Path:
 
 
 def read_manifest(directory: Path | None = None) -> dict[str, dict[str, Any]]:
-    """The manifest (name -> entry); empty when nothing ships."""
+    """The manifest (name -> entry); empty when nothing ships.
+
+    Read with a size limit (:data:`MAX_MANIFEST_BYTES`); anything but a JSON object
+    of entries is a :class:`ShippedWeightsError`. Each entry is checked when used.
+    """
     path = Path(directory or weights_dir()) / MANIFEST
-    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    if not path.is_file():
+        return {}
+    with open(path, "rb") as f:
+        data = f.read(MAX_MANIFEST_BYTES + 1)
+    if len(data) > MAX_MANIFEST_BYTES:
+        raise ShippedWeightsError(f"{path}: over {MAX_MANIFEST_BYTES // 2**20} MB, far more than a manifest of "
+                                  f"shipped weights holds; {_RETRAIN}")
+    try:
+        manifest = json.loads(data.decode("utf-8"))
+    except (ValueError, RecursionError):  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+        raise ShippedWeightsError(f"{path}: is not valid JSON; {_RETRAIN}") from None
+    if not isinstance(manifest, dict) or not all(isinstance(e, dict) for e in manifest.values()):
+        raise ShippedWeightsError(f"{path}: should map model names to entries (JSON objects); {_RETRAIN}")
+    return manifest
 
 
 def sha256_of(path: Path) -> str:
@@ -67,27 +100,83 @@ def sha256_of(path: Path) -> str:
     return file_digest(path, "sha256")
 
 
+def _checked_entry(name: str, entry: dict[str, Any], directory: Path) -> nn.Module:
+    """Check one manifest entry before anything is built from it; return its model on
+    the ``meta`` device (no memory). Sizes are bounded like a checkpoint's."""
+    label = f"the manifest entry of {name!r} in {directory / MANIFEST}"
+    file = entry.get("file")
+    if not isinstance(file, str) or not file or Path(file).name != file or file in (".", ".."):
+        raise ShippedWeightsError(f"{label}: 'file' should name a file in that folder, found {shown(file)}; "
+                                  f"{_RETRAIN}")
+    sha = entry.get("sha256")
+    if not isinstance(sha, str) or len(sha) != 64 or not all(c in "0123456789abcdef" for c in sha):
+        raise ShippedWeightsError(f"{label}: 'sha256' should be 64 hexadecimal digits; {_RETRAIN}")
+    try:
+        model = meta_model(entry.get("model_name"), entry.get("model_config"), label)
+        if "config" in entry:
+            check_train_config(entry["config"], label)
+        if "history" in entry:
+            check_history(entry["history"], label)
+    except CheckpointError as err:
+        raise ShippedWeightsError(f"{err}; {_RETRAIN}") from None
+    return model
+
+
+def _shipped_schema(model: nn.Module) -> Any:
+    """What a shipped file may hold, checked on its scanned pickle: a dict of the
+    model's weight names to tensors, no more tensor bytes than the model's float32 weights."""
+    budget, count = model_bytes(model)
+    names = set(model.state_dict())
+
+    def schema(shape: PickleShape) -> None:
+        root = shape.root
+        if not isinstance(root, Node) or root.kind != "dict":
+            raise ValueError(": should hold a dict of weights")
+        fields = entries(root)
+        if root.length != count or (fields is not None and set(fields) != names):
+            raise ValueError(f": does not hold the {count} weights of its model")
+        if fields is not None and any(not isinstance(v, Node) or v.kind != "tensor" for v in fields.values()):
+            raise ValueError(": should map weight names to tensors")
+        if root.tensor_bytes > budget:
+            raise ValueError(f": holds {root.tensor_bytes:,} bytes of tensors, more than its model's "
+                             f"{budget:,}; it is damaged or crafted")
+
+    return schema
+
+
 def load_shipped(name: str, directory: Path | None = None) -> dict[str, Tensor] | None:
     """The shipped state dict of ``name`` in float32, or ``None`` if ``name`` does not ship.
 
-    The file's SHA-256 is checked against the manifest first; a mismatch (a
-    damaged or replaced file) raises :class:`ShippedWeightsError` with one line.
+    The manifest entry is checked first (bounded sizes), then the file's SHA-256
+    against it; the file is read by the package's one safe reader and every weight
+    must fit the model and be finite. Any failure is a :class:`ShippedWeightsError`
+    with one line.
     """
     directory = Path(directory or weights_dir())
     entry = read_manifest(directory).get(name)
     if entry is None:
         return None
+    model = _checked_entry(name, entry, directory)
     path = directory / entry["file"]
     if not path.is_file():
-        raise ShippedWeightsError(f"{path}: the shipped weights of {name!r} are missing; reinstall vae-course "
-                                  "or set VAE_COURSE_RETRAIN=1 to train the model instead")
+        raise ShippedWeightsError(f"{path}: the shipped weights of {name!r} are missing; {_RETRAIN}")
+    if path.stat().st_size > 2 * model_bytes(model)[0] + 2**20:  # fp16 is half the float32 bytes
+        raise ShippedWeightsError(f"{path}: {path.stat().st_size:,} bytes, far more than the weights of its "
+                                  f"model; {_RETRAIN}")
     digest = sha256_of(path)
     if digest != entry["sha256"]:
         raise ShippedWeightsError(f"{path}: SHA-256 {digest[:12]}… is not the manifest's {entry['sha256'][:12]}… "
-                                  "(a damaged file); reinstall vae-course or set VAE_COURSE_RETRAIN=1 to train instead")
-    state = torch.load(path, map_location="cpu", weights_only=True)
+                                  f"(a damaged file); {_RETRAIN}")
+    state = read_torch_file(path, _shipped_schema(model), noun="shipped weights", error=ShippedWeightsError)
+    if not isinstance(state, dict) or not all(isinstance(v, Tensor) for v in state.values()):
+        raise ShippedWeightsError(f"{path}: should hold a dict of weights; {_RETRAIN}")
     # fp16 storage only: compute in float32 as if the model had never been stored.
-    return {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
+    state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
+    try:
+        check_model_state(model, state, f"shipped weights {path}")
+    except CheckpointError as err:
+        raise ShippedWeightsError(f"{err}; {_RETRAIN}") from None
+    return state
 
 
 def _compared(config: dict[str, Any]) -> dict[str, Any]:
@@ -103,8 +192,9 @@ def shipped_model(name: str, directory: Path | None = None,
     entry = _usable_entry(name, directory, expected)
     if entry is None:
         return None
+    weights = load_shipped(name, directory)  # every check first: then building allocates what they allow
     model = build_model(entry["model_name"], **entry["model_config"])
-    model.load_state_dict(load_shipped(name, directory))
+    model.load_state_dict(weights)
     return model.eval()
 
 
@@ -122,7 +212,8 @@ def _usable_entry(name: str, directory: Path | None, expected: dict[str, Any] | 
     entry = read_manifest(directory).get(name)
     if entry is None:
         return None
-    if expected is not None and _compared(entry["config"]) != _compared(expected):
+    _checked_entry(name, entry, Path(directory or weights_dir()))
+    if expected is not None and _compared(entry.get("config", {})) != _compared(expected):
         print(f"The shipped weights of {name!r} were trained with other settings than requested; training instead.")
         return None
     return entry
