@@ -48,7 +48,7 @@ conv_train() {
 }
 step conv_train conv_train
 step conv_eval bash -c "'$PY' -m vae_course evaluate --checkpoint runs/gpu-conv/checkpoint.pt \
-  --iw-samples 5000 --device cuda --json > '$STAMPS/conv_eval.json'"
+  --iw-samples 5000 --device cuda --allow-long --json > '$STAMPS/conv_eval.json'"
 step notebook6 "$PY" scripts/nbtools.py execute --force notebooks/06_gpu_vae.ipynb
 echo "GPU pass complete. Commit vae_course/results/bench_gpu*.json, notebooks/06_gpu_vae.ipynb, and record the"
 echo "conv run with: $PY scripts/record_long_run.py (see its --help) from $STAMPS/conv_eval.json"

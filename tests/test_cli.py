@@ -3,6 +3,9 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
+import subprocess
+import sys
 
 import pytest
 
@@ -72,7 +75,7 @@ def test_evaluate_sample_test_draws_a_fixed_random_subset(cli_two_epochs, capsys
     assert exit_info.value.code == 2
 
 
-@pytest.mark.parametrize("command", [[], ["train"], ["evaluate"], ["bench"]])
+@pytest.mark.parametrize("command", [[], ["train"], ["evaluate"], ["bench"], ["launch"]])
 def test_help_explains_every_flag(command, capsys):
     parser = build_parser()
     if command == ["bench"] and "bench" not in parser.format_help():
@@ -114,8 +117,9 @@ def test_bad_flags_give_one_line_and_exit_2(argv, capsys):
 def test_bad_flag_in_a_real_process_has_no_traceback():
     p = run_cli("train", "--epochs", "0")
     assert p.returncode == 2 and p.stdout == ""
-    assert p.stderr.strip().splitlines() == [
-        "error: argument --epochs: expected a positive integer, got 0 (see: python -m vae_course train --help)"]
+    assert p.stderr.strip().splitlines() == [  # the hint is the interpreter really run, quoted
+        f"error: argument --epochs: expected a positive integer, got 0 (see: {shlex.quote(sys.executable)} -m "
+        f"vae_course train --help)"]
 
 
 def test_unwritable_out_is_one_line(tmp_path, capsys):
@@ -155,8 +159,6 @@ def test_bad_vae_course_data_is_one_line_in_a_real_process(tmp_path, source):
 import contextlib  # noqa: E402
 import math  # noqa: E402
 import shutil  # noqa: E402
-import subprocess  # noqa: E402
-import sys  # noqa: E402
 import uuid  # noqa: E402
 from pathlib import Path  # noqa: E402
 
@@ -306,3 +308,55 @@ def test_evaluate_prints_the_elbo_first_and_iwae_only_on_request(cli_two_epochs,
                  "--iw-samples", "5"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[1].startswith("Test ELBO:") and lines[2].startswith("IWAE NLL (K=5):")
+
+
+# ---------------------------------------------------------------- issue 21: --help says the real defaults
+def _train_help_of() -> dict:
+    train = build_parser()._subparsers._group_actions[0].choices["train"]
+    return {a.dest: a.help or "" for a in train._actions}
+
+
+def _stated_default(help_text: str, model: str) -> str:
+    """The default a flag's help states for ``--model model``: "(default: X for --model m, ...; otherwise Y)"."""
+    rule = re.search(r"\(default: (.*)\)\s*$", help_text).group(1)
+    for value, named in re.findall(r"(\S+) for --model ([\w-]+)", rule):
+        if named == model:
+            return value
+    return rule.rsplit("otherwise ", 1)[-1]
+
+
+@pytest.mark.parametrize("model", ["vae", "ae", "conv-vae", "cvae"])
+def test_train_help_states_each_default_as_config_py_sets_it(model):
+    """Read the way a user reads it, `train --help` gives, for every model, the value that
+    default_config (the one set of defaults) really uses: no flag's text contradicts another's."""
+    from dataclasses import fields
+
+    from vae_course.config import TrainConfig, default_config
+
+    helps, config, checked = _train_help_of(), default_config(model=model), 0
+    for f in fields(TrainConfig):
+        if f.name == "model":  # the parameter itself
+            continue
+        text = helps.get(f.name, "")
+        value = getattr(config, f.name)
+        if "(default:" not in text or value is None:  # None: "the model's own", "all", "--epochs"
+            continue
+        expected = f"{value:g}" if isinstance(value, float) else str(value)
+        assert _stated_default(text, model) == expected, (f.name, text)
+        checked += 1
+    assert checked >= 13  # every setting with a plain value is covered
+    # the tuned recipe's paragraph lists each of its settings with the value it uses
+    p = subprocess.run([sys.executable, "-m", "vae_course", "train", "--help"], capture_output=True, text=True,
+                       timeout=240, env=cli_env(), cwd=ROOT)
+    assert p.returncode == 0 and "--lr-schedule cosine" in p.stdout and "(default: constant)" not in p.stdout
+
+
+def test_bench_mentions_the_json_only_when_one_is_written():
+    from vae_course import bench
+    from vae_course.results import load_result
+
+    record = dict(load_result("bench_cpu"), busy=True)  # a committed record, as if the machine was busy
+    warning = [line for line in bench.format_table(record).splitlines() if line.startswith("WARNING")]
+    assert len(warning) == 1 and "JSON" not in warning[0] and "load_before" not in warning[0], warning
+    written = bench.format_table(record, Path("runs/bench.json"))
+    assert "see load_before in runs/bench.json" in written

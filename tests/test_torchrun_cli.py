@@ -1,4 +1,5 @@
-"""``torchrun -m vae_course train`` on 2 gloo ranks (CPU) against 1 process (issue 15, item 3).
+"""``torchrun -m vae_course train`` on 2 gloo ranks (CPU) against 1 process (issue 15, item 3), and
+``python -m vae_course launch`` (issue 23, class 7): one line and the ranks' exit code at the end.
 
 Every run is a real subprocess: ``python -m torch.distributed.run --standalone
 --nproc_per_node 2 -m vae_course train --device cpu ...`` on the first 2,000
@@ -152,12 +153,73 @@ def test_sigterm_to_one_rank_stops_both_with_one_checkpoint_and_resumes(tmp_path
             proc.wait(timeout=30)
     assert proc.returncode != 0, output[-3000:]
     assert re.search(r"Interrupted (during|after) epoch \d \(SIGTERM\)", output), output[-3000:]  # rank 0 learned it
-    assert set(re.findall(r"exitcode\s*:\s*(-?\d+)", output)) == {"143"}, output[-3000:]  # each rank: 128 + 15
+    # what plain torchrun shows (documented in train --help): its ChildFailedError, whose table gives
+    # each rank's real exit code, 128 + 15
+    assert "ChildFailedError" in output and proc.returncode == 1, output[-3000:]
+    assert set(re.findall(r"exitcode\s*:\s*(-?\d+)", output)) == {"143"}, output[-3000:]
     assert sorted(p.name for p in out.iterdir() if "checkpoint" in p.name or p.suffix == ".tmp") == ["checkpoint.pt"]
     state = load_checkpoint(out / "checkpoint.pt")
     assert state["interrupted"] is True and 1 <= state["epoch"] < 5
-    resumed = subprocess.run([*cmd, "--resume"], capture_output=True, text=True, timeout=RUN_TIMEOUT_S, env=_env(),
-                             cwd=ROOT)
+    # rank 0's one line holds the command that continues the run: torchrun's own, pasted as printed
+    resume = _resume_line(output)
+    assert "torch.distributed.run" in resume and "--nproc_per_node 2" in resume, resume
+    resumed = subprocess.run(["bash", "-c", resume], capture_output=True, text=True, timeout=RUN_TIMEOUT_S,
+                             env=_env(), cwd=ROOT)
     assert resumed.returncode == 0, resumed.stdout[-2000:] + resumed.stderr[-3000:]
     history = _history(out)
     assert [h["epoch"] for h in history] == [1, 2, 3, 4, 5]
+
+
+def _resume_line(output: str) -> str:
+    found = re.findall(r"Resume with: (.*)$", output, flags=re.M)
+    assert len(found) == 1, output[-3000:]  # rank 0 alone says it, once
+    return found[0]
+
+
+# ---------------------------------------------------------------- `launch`: one line and the ranks' code
+LAUNCH = [sys.executable, "-m", "vae_course", "launch", "--nproc-per-node", "2"]
+
+
+def test_launch_turns_a_refusal_into_one_line_and_the_ranks_exit_code(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    p = subprocess.run([*LAUNCH, "train", "--out", str(blocker / "run"), *DATA, "--epochs", "1"],
+                       capture_output=True, text=True, timeout=RUN_TIMEOUT_S, env=_env(), cwd=ROOT)
+    lines = p.stderr.strip().splitlines()
+    assert p.returncode == 1, p.stderr[-3000:]
+    assert "Traceback" not in p.stderr and "ChildFailedError" not in p.stderr, p.stderr[-3000:]
+    # rank 0's reason, then the launcher's outcome; rank 1 stays quiet, torchrun's log is silenced
+    assert len(lines) == 2 and lines[0].startswith("error: --out: cannot write to"), lines
+    assert lines[1].startswith("launch: rank 0 failed (exit code 1)"), lines
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="waits for the ranks through /proc (Linux)")
+def test_launch_ctrl_c_saves_says_so_once_and_the_pasted_command_resumes(tmp_path):
+    out = tmp_path / "my run"  # a space: the printed command must quote it
+    cmd = [*LAUNCH, "train", "--out", str(out), *DATA, "--epochs", "5", "--batch-size", "20"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(), cwd=ROOT,
+                            start_new_session=True)
+    try:
+        deadline = time.monotonic() + RUN_TIMEOUT_S
+        while not (out / "metrics.json").is_file():  # epoch 1 is saved: the ranks are training epoch 2
+            assert proc.poll() is None, f"launch ended before epoch 1 was saved: {proc.stderr.read()[-3000:]}"
+            assert time.monotonic() < deadline, "epoch 1 never finished"
+            time.sleep(0.05)
+        os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C: the terminal signals the launcher and every rank
+        stdout, stderr = proc.communicate(timeout=STOP_TIMEOUT_S)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=30)
+    assert proc.returncode == 130, stderr[-3000:]  # the interruption is not hidden
+    assert "Traceback" not in stderr and "ChildFailedError" not in stderr, stderr[-3000:]
+    lines = stderr.strip().splitlines()
+    assert lines[-1].startswith("launch:") and "SIGINT" in lines[-1] and "exit code 130" in lines[-1], lines
+    resume = _resume_line(stderr)
+    assert " launch --nproc-per-node=2 " in resume, resume  # the same launcher, not plain torchrun
+    state = load_checkpoint(out / "checkpoint.pt")
+    assert state["interrupted"] is True and 1 <= state["epoch"] < 5
+    resumed = subprocess.run(["bash", "-c", resume], capture_output=True, text=True, timeout=RUN_TIMEOUT_S,
+                             env=_env(), cwd=ROOT)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert [h["epoch"] for h in _history(out)] == [1, 2, 3, 4, 5]

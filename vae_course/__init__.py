@@ -12,6 +12,8 @@ imported from here. Where things live:
 ``schedules``      learning-rate and KL warm-up schedules
 ``config``         ``TrainConfig``: every setting, its resume policy, the one set of defaults
 ``signals``        one handler for Ctrl-C, SIGTERM and SIGHUP: finish the step, save, stop
+``errors``         the user-facing errors: one line in a terminal and in a notebook
+``commands``       the commands the package suggests (resume...), quoted, safe to paste
 ``arguments``      the command line's argument types
 ``version``        the package's version
 ``hashing``        file checksums (data archives, cache stamps, shipped weights)
@@ -46,7 +48,14 @@ imported from here. Where things live:
 ``cli``            ``python -m vae_course train|evaluate|bench``
 =================  =====================================================
 """
-from .version import __version__
+# First, before torch loads (seconds): when this import starts the CLI, a stop signal
+# ends it with one line and exit code 128 + n, not a traceback or a silent kill.
+from . import signals as _signals
+
+if _signals.started_as_cli():
+    _signals.install_startup_handlers()
+
+from .version import __version__  # noqa: E402
 
 # settings first: it points matplotlib and TorchInductor at the cache before they load
 from . import settings  # noqa: F401

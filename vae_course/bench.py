@@ -357,8 +357,8 @@ def _profile_lines(profile: dict[str, Any], top: int = 8) -> list[str]:
     return lines
 
 
-def format_table(result: dict[str, Any]) -> str:
-    """The benchmark's table as text."""
+def format_table(result: dict[str, Any], json_path: Path | None = None) -> str:
+    """The benchmark's table as text; ``json_path``: where the full record was written, if it was."""
     s = result["settings"]
     lines = [
         f"The seed's VAE on MNIST (grayscale), batch {s['batch_size']}, Adam lr {s['lr']:g}: "
@@ -386,8 +386,10 @@ def format_table(result: dict[str, Any]) -> str:
     if result["methods"][USUAL]["steady_is_warmup"]:
         lines.append("note: 1 epoch per run, so these are warm-up epochs; use --epochs 3 for a steady state")
     if result["busy"]:
+        # Point at the per-run loads only where they are written (--json PATH or --save).
+        where = f"; see load_before in {json_path}" if json_path is not None else ""
         lines.append(f"WARNING: the machine was busy (other processes above {result['busy_threshold_cores']:.2f} "
-                     "cores before some runs; see load_before in the JSON): not a fair benchmark")
+                     f"cores before some runs{where}): not a fair benchmark")
     if "profile" in result:
         lines += _profile_lines(result["profile"])
     return "\n".join(lines)
@@ -455,7 +457,7 @@ def run_bench_command(args: argparse.Namespace) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 1
     print()
-    print(format_table(result))
+    print(format_table(result, path))
     if path is not None:
         tmp = path.with_name(f".{path.name}.tmp")
         tmp.write_text(json.dumps(result, indent=1) + "\n")

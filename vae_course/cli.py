@@ -9,15 +9,15 @@ import argparse
 import datetime
 import errno
 import json
+import logging
 import math
 import os
 import signal
 import sys
-import time
 from contextlib import contextmanager
 from dataclasses import fields
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Callable, Iterator
 
 import torch
 from torch import Tensor
@@ -26,22 +26,25 @@ from .arguments import non_negative_float as _non_negative_float
 from .arguments import non_negative_int as _non_negative_int
 from .arguments import positive_float as _positive_float
 from .arguments import positive_int as _positive_int
+from .arguments import apply_bounds
 from .checkpoint import (CheckpointError, epoch_of, history_of, load_checkpoint, model_from_checkpoint, model_name_of,
                          torch_version_of, train_config_of)
 from .data import BINARIZE_MODES, DATASETS, DataNotFoundError, load_data
 from .device import DEVICE_CHOICES, device_name, get_device
 from .distributed import DistContext, broadcast_flag, launched_by_torchrun
-from .evaluate import evaluate_elbo, iwae_nll
+from .evaluate import check_iwae_duration, evaluate_elbo, iwae_nll
 from .models import MODELS
 from .plots import reconstruction_pairs, save_grid
 from .bench import add_bench_parser, run_bench_command
 from .run_folder import RunFolderError, open_run_folder
 from .settings import CacheDirError
-from .config import RESUME_FIXED, TrainConfig, default_config, flag_name, on_resume
-from .signals import TrainingInterrupted
+from .commands import LAUNCH_ENV, cli_prefix, resume_command, shell_join
+from .config import RECOMMENDED_SETTINGS, RESUME_FIXED, TrainConfig, default_config, flag_name, on_resume
+from .signals import STOP_SIGNALS, TrainingInterrupted
 from .train import Trainer, TrainingDiverged
 
 GRAYSCALE_LABEL = "BCE bound on grayscale pixels, not a likelihood"
+PROG = "python -m vae_course"  # how the usage lines write the program
 
 TRAIN_EPILOG = """\
 examples:
@@ -60,9 +63,10 @@ Press Ctrl-C once (or send SIGTERM / SIGHUP) to stop cleanly: the step finishes,
 is saved and the resume command printed. A folder that already holds a run is refused unless you
 add --resume (continue it) or --overwrite (replace it); two runs cannot share one --out.
 
-Several processes or GPUs: launch the same command with PyTorch's torchrun, one process per GPU:
-  torchrun --nproc_per_node 4 -m vae_course train --device cuda --out runs/ddp ...   # 4 GPUs, NCCL
-  torchrun --nproc_per_node 2 -m vae_course train --device cpu --out runs/ddp ...    # 2 CPU processes, gloo
+Several processes or GPUs: `launch` starts the same command on N processes with PyTorch's launcher
+(torchrun), one process per GPU:
+  python -m vae_course launch --nproc-per-node 4 train --device cuda --out runs/ddp ...   # 4 GPUs, NCCL
+  python -m vae_course launch --nproc-per-node 2 train --device cpu --out runs/ddp ...    # 2 CPU processes, gloo
 --batch-size is then the global batch: each process trains on its slice of every batch and
 DistributedDataParallel averages the gradients, so N processes compute what one process computes
 with the same --batch-size (up to float rounding). Rank 0 alone prints, writes the checkpoint,
@@ -70,6 +74,12 @@ metrics and images; --resume and Ctrl-C/SIGTERM work as with one process (a sign
 stops all after the same step). Expect near-linear speed-up while each GPU's share of the batch
 keeps it busy, less once the per-GPU batch gets small; MNIST is too small to need it. Not with
 --free-bits (its floor would apply per slice) or --compile.
+What you see: rank 0's log and, after a stop or an error, rank 0's one line (what was saved and the
+resume command, or what was wrong); then `launch` adds one line with the outcome and exits with the
+ranks' exit code (below: 130/143/129 after a signal, never hidden). Plain torchrun works too
+(torchrun --nproc-per-node 2 -m vae_course train ...) and the ranks behave the same, but torchrun
+reports every non-zero exit of a rank, a clean stop on a signal included, as a ChildFailedError
+traceback and exits with 1; its table lists each rank's real exit code ("exitcode: 143").
 """
 
 EXIT_CODES = """\
@@ -77,67 +87,102 @@ exit codes:
   0      success
   1      a runtime, data, checkpoint or file-system error (one line on stderr says what to do)
   2      a usage error: an unknown flag or a bad value
-  128+n  stopped by signal n, after saving a checkpoint: 130 Ctrl-C (SIGINT), 143 SIGTERM, 129 SIGHUP
+  128+n  stopped by signal n: 130 Ctrl-C (SIGINT), 143 SIGTERM, 129 SIGHUP; once training has started, the
+         checkpoint is saved first (the one line on stderr says what was saved and how to resume)
   141    the output pipe was closed (e.g. ... | head)
 Set VAE_COURSE_DEBUG=1 to see the full traceback of an unexpected error.
 """
+
+
+def _value_text(value: Any) -> str:
+    """A setting's value as the command line writes it (0.001, 128, cosine)."""
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def _default_help(name: str, unset: str = "none") -> str:
+    """``(default: ...)`` for the TrainConfig field ``name``, made from config.py, never typed:
+    the field's default and, where a model's tuned recipe (RECOMMENDED_SETTINGS) replaces it,
+    that model's value first (--model's own default, vae, has one)."""
+    base = getattr(TrainConfig(), name)
+    plain = unset if base is None else _value_text(base)
+    special = [(model, recipe[name]) for model, recipe in sorted(RECOMMENDED_SETTINGS.items())
+               if name in recipe and recipe[name] != base]
+    if not special:
+        return f"(default: {plain})"
+    tuned = "; ".join(f"{_value_text(value)} for --model {model}" for model, value in special)
+    return f"(default: {tuned}, its tuned recipe, see below; otherwise {plain})"
+
+
+def _recipes_help() -> str:
+    """The epilog's paragraph on the tuned recipes, from config.py's RECOMMENDED_SETTINGS."""
+    lines = ["Defaults: each flag's help gives its default (vae_course/config.py). A model's tuned recipe applies"
+             " as a whole: give any of its flags and all of them take the plain defaults instead."]
+    for model, recipe in sorted(RECOMMENDED_SETTINGS.items()):
+        tuned = " ".join(f"{flag_name(k)} {_value_text(v)}" for k, v in recipe.items())
+        plain = " ".join(f"{flag_name(k)} {_value_text(getattr(TrainConfig(), k))}" for k in recipe)
+        lines.append(f"  --model {model}: {tuned} (tuned recipe); with any of these flags given: {plain}")
+    return "\n".join(lines) + "\n"
 
 
 class _Parser(argparse.ArgumentParser):
     """argparse that exits with code 2 and one line (no usage dump) on a bad flag."""
 
     def error(self, message: str) -> None:  # noqa: D401
-        self.exit(2, f"error: {message} (see: python -m vae_course {self.prog.split()[-1]} --help)\n")
+        sub = self.prog.split()[len(PROG.split()):]  # the subcommand, if this is one's parser
+        self.exit(2, f"error: {message} (see: {shell_join([*cli_prefix(), *sub, '--help'])})\n")
 
 
 def _add_train_parser(sub) -> None:
     p = sub.add_parser(
         "train", help="train a model and print the seed's per-epoch log",
         description="Train an autoencoder or VAE on MNIST / Fashion-MNIST.",
-        epilog=TRAIN_EPILOG + "\n" + EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=TRAIN_EPILOG + "\n" + _recipes_help() + "\n" + EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    # Defaults are None so that --resume can tell which flags the user really gave.
-    d = TrainConfig()
+    # Defaults are None so that --resume can tell which flags the user really gave; the
+    # "(default: ...)" texts come from config.py (_default_help), so they cannot drift from it.
+    dflt = _default_help
     p.add_argument("--model", choices=sorted(MODELS), default=None,
-                   help=f"ae: plain autoencoder; vae: the seed's 784-400-20 MLP VAE; conv-vae: convolutional "
-                        f"VAE; cvae: conditional VAE (default: {d.model})")
-    p.add_argument("--dataset", choices=sorted(DATASETS), default=None, help=f"(default: {d.dataset})")
+                   help=f"ae: plain autoencoder; vae: the seed's MLP VAE; conv-vae: convolutional "
+                        f"VAE; cvae: conditional VAE {dflt('model')}")
+    p.add_argument("--dataset", choices=sorted(DATASETS), default=None, help=dflt("dataset"))
     p.add_argument("--binarize", choices=BINARIZE_MODES, default=None,
                    help="none: grayscale pixels in [0,1] as in the PyTorch example; dynamic: a fresh "
                         "Bernoulli sample each epoch, as in the papers (needed for likelihoods comparable "
-                        f"to them); static: one fixed sample (default: {d.binarize})")
+                        f"to them); static: one fixed sample {dflt('binarize')}")
     p.add_argument("--epochs", type=_positive_int, default=None,
-                   help=f"total number of epochs, also when resuming (default: {d.epochs})")
-    p.add_argument("--batch-size", type=_positive_int, default=None, help=f"(default: {d.batch_size})")
+                   help=f"total number of epochs, also when resuming {dflt('epochs')}")
+    p.add_argument("--batch-size", type=_positive_int, default=None, help=dflt("batch_size"))
     p.add_argument("--latent-dim", type=_positive_int, default=None,
-                   help=f"size of z (default: {d.latent_dim}; 2 lets you plot the latent space)")
-    p.add_argument("--hidden-dim", type=_positive_int, default=None, help="hidden units (default: the model's)")
+                   help=f"size of z; 2 lets you plot the latent space {dflt('latent_dim')}")
+    p.add_argument("--hidden-dim", type=_positive_int, default=None,
+                   help="hidden units " + dflt("hidden_dim", unset="the model's own"))
     p.add_argument("--lr", type=_positive_float, default=None,
-                   help="Adam learning rate; with --lr-schedule cosine, the starting (peak) rate. Default for --model "
-                        "vae: 5e-3 with a cosine schedule (tuned on a validation split); for the other models, "
-                        f"and whenever --lr, --lr-schedule or --batch-size is given: {d.lr:g}, constant")
+                   help=f"Adam learning rate; with --lr-schedule cosine, the starting (peak) rate {dflt('lr')}")
     p.add_argument("--lr-schedule", choices=("constant", "cosine"), default=None,
                    help="constant: the same rate throughout (the canonical PyTorch example); cosine: decay "
-                        f"from --lr to 0 along half a cosine over the run's epochs (default: {d.lr_schedule})")
+                        f"from --lr to 0 along half a cosine over the run's epochs {dflt('lr_schedule')}")
     p.add_argument("--schedule-epochs", type=_positive_int, default=None,
-                   help="length of the cosine schedule in epochs (default: --epochs). When you will train in "
+                   help="length of the cosine schedule in epochs. When you will train in "
                         "several --resume steps, set it to the planned total at the start: the rate then "
-                        "follows one schedule and the result equals training in one go")
+                        "follows one schedule and the result equals training in one go "
+                        f"{dflt('schedule_epochs', unset='--epochs')}")
     p.add_argument("--beta", type=_non_negative_float, default=None,
                    help="weight of the KL term; 1 is the ELBO, other values give a beta-VAE "
-                        f"(not a likelihood bound) (default: {d.beta:g})")
+                        f"(not a likelihood bound) {dflt('beta')}")
     p.add_argument("--kl-warmup-epochs", type=_non_negative_float, default=None,
-                   help="ramp beta linearly from 0 over this many epochs (KL annealing; default: 0)")
+                   help=f"ramp beta linearly from 0 over this many epochs (KL annealing) {dflt('kl_warmup_epochs')}")
     p.add_argument("--free-bits", type=_non_negative_float, default=None,
-                   help="free bits: floor, in nats, on each latent dimension's batch-average KL (default: 0)")
-    p.add_argument("--seed", type=_non_negative_int, default=None, help=f"random seed (default: {d.seed})")
+                   help=f"free bits: floor, in nats, on each latent dimension's batch-average KL {dflt('free_bits')}")
+    p.add_argument("--seed", type=_non_negative_int, default=None, help=f"random seed {dflt('seed')}")
     p.add_argument("--device", choices=DEVICE_CHOICES, default=None,
-                   help="auto picks CUDA, then Apple MPS, then the CPU (default: auto)")
+                   help=f"auto picks CUDA, then Apple MPS, then the CPU {dflt('device')}")
     p.add_argument("--limit-train", type=_positive_int, default=None,
-                   help="use only the first N training images (quick experiments)")
-    p.add_argument("--limit-test", type=_positive_int, default=None, help="use only the first N test images")
+                   help=f"use only the first N training images (quick experiments) {dflt('limit_train', 'all')}")
+    p.add_argument("--limit-test", type=_positive_int, default=None,
+                   help=f"use only the first N test images {dflt('limit_test', 'all')}")
     p.add_argument("--val-size", type=_non_negative_int, default=None,
-                   help="hold out the last N training images as a validation set (default: 0)")
+                   help=f"hold out the last N training images as a validation set {dflt('val_size')}")
     p.add_argument("--amp", action="store_true", default=None,
                    help="mixed precision on a CUDA GPU (bf16 where supported, else fp16)")
     p.add_argument("--compile", action="store_true", default=None, help="torch.compile the training step")
@@ -170,6 +215,8 @@ def _add_evaluate_parser(sub) -> None:
                    help="importance samples per image for the IWAE estimate (default 0: the ELBO only, in "
                         "seconds). Papers use K=5000 on all 10,000 test images (hours on a CPU): try "
                         "--iw-samples 1000 --sample-test 1000 first")
+    p.add_argument("--allow-long", action="store_true",
+                   help="run the IWAE estimate even when its timed probe expects it to take over 10 minutes")
     subset = p.add_mutually_exclusive_group()
     subset.add_argument("--limit-test", type=_positive_int, default=None,
                         help="evaluate on the first N test images (a quick look: the first images of MNIST's "
@@ -185,16 +232,17 @@ def _add_evaluate_parser(sub) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
-        prog="python -m vae_course",
+        prog=PROG,
         description="Train and evaluate the course's autoencoders and VAEs from a terminal.",
         epilog=EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    sub = parser.add_subparsers(dest="command", metavar="{train,evaluate,bench}", parser_class=_Parser)
+    sub = parser.add_subparsers(dest="command", metavar="{train,evaluate,bench,launch}", parser_class=_Parser)
     sub.required = True
     _add_train_parser(sub)
     _add_evaluate_parser(sub)
     add_bench_parser(sub)
-    return parser
+    _add_launch_parser(sub)
+    return apply_bounds(parser)  # the ranges of vae_course.bounds, shared with the trainer and the loader
 
 
 def _given_settings(args: argparse.Namespace) -> dict:
@@ -219,6 +267,14 @@ def _write_images(trainer: Trainer, out: Path) -> Path:
     return samples_path or out / "reconstructions.png"
 
 
+def _after_training(trainer: Trainer, out: Path, local_world_size: int | None = None) -> "Callable[[str], str]":
+    """What a stop signal while the images are written means: training is complete and saved."""
+    again = resume_command(out, trainer.config.epochs, local_world_size)
+    return lambda name: (f"Interrupted by {name} while writing the images, after training: "
+                         f"{out / 'checkpoint.pt'} holds all {trainer.epoch} epochs. To write the images, run: "
+                         f"{again}")
+
+
 def _train(args: argparse.Namespace) -> int:
     if launched_by_torchrun():
         return _train_distributed(args)
@@ -233,7 +289,8 @@ def _train(args: argparse.Namespace) -> int:
             trainer = Trainer(config=default_config(**_given_settings(args)), out_dir=out, progress=progress)
         if trainer.epoch >= trainer.config.epochs:
             print(f"Nothing to do: the checkpoint already has {trainer.epoch} of {trainer.config.epochs} epochs.")
-        trainer.fit()
+        trainer.fit()  # inside, a stop signal saves and raises TrainingInterrupted with the resume command
+        _STOP.note = _after_training(trainer, out)
         path = _write_images(trainer, out)
     print(f"Generated new images successfully: {path}")
     return 0
@@ -250,7 +307,9 @@ def _train_distributed(args: argparse.Namespace) -> int:
             except (RunFolderError, OSError) as err:
                 problem = err
         if broadcast_flag(problem is not None, ctx):
-            raise problem or RunFolderError(f"--out: rank 0 could not use {out} (its error says why)")
+            if problem is None:  # rank 0 says why, once
+                raise _RankFollows(1)
+            raise problem
         try:
             settings = {**_given_settings(args), "device": ctx.device.type}  # the device the ranks really use
             progress = not args.no_progress
@@ -261,6 +320,7 @@ def _train_distributed(args: argparse.Namespace) -> int:
             if trainer.epoch >= trainer.config.epochs and ctx.is_main:
                 print(f"Nothing to do: the checkpoint already has {trainer.epoch} of {trainer.config.epochs} epochs.")
             trainer.fit()
+            _STOP.note = _after_training(trainer, out, ctx.local_world_size)
             path = _write_images(trainer, out) if ctx.is_main else None
             ctx.barrier()  # the run is complete on disk before any rank reports success
         except TrainingInterrupted as err:
@@ -269,7 +329,7 @@ def _train_distributed(args: argparse.Namespace) -> int:
             _ignore_stop_signals()
             if ctx.is_main:
                 raise
-            raise TrainingInterrupted(f"Rank {ctx.rank} stopped with the others.", err.signum) from None
+            raise _RankFollows(128 + err.signum) from None  # rank 0 printed what was saved
         finally:
             if folder is not None:
                 folder.release()
@@ -285,7 +345,6 @@ def _ignore_stop_signals() -> None:
 
 
 SUBSET_SEED = 0  # the same random test images for every --sample-test N run
-IWAE_WARN_SECONDS = 60  # warn before an IWAE estimate expected to take longer than this
 
 
 def _random_subset(x: Tensor, y: Tensor, n: int) -> tuple[Tensor, Tensor]:
@@ -294,17 +353,12 @@ def _random_subset(x: Tensor, y: Tensor, n: int) -> tuple[Tensor, Tensor]:
     return x[idx], y[idx]
 
 
-def _iwae_seconds_estimate(model, x: Tensor, y: Tensor | None, k: int) -> float:
-    """Time the IWAE estimate on 2 images and scale to all of ``x`` (seconds, roughly)."""
-    n = min(2, len(x))
-    start = time.perf_counter()
-    iwae_nll(model, x[:n], None if y is None else y[:n], k=k, progress=False)
-    return (time.perf_counter() - start) * len(x) / n
-
-
 def _evaluate(args: argparse.Namespace) -> int:
     state = load_checkpoint(args.checkpoint)
     model = model_from_checkpoint(state)
+    if args.iw_samples and not getattr(model, "is_variational", False):
+        raise ValueError(f"--iw-samples: a plain autoencoder ({model_name_of(state)!r}) defines no p(x) to estimate; "
+                         f"leave --iw-samples out to get its reconstruction loss")
     device = get_device(args.device)
     model.to(device).eval()
     cfg = train_config_of(state)
@@ -326,7 +380,8 @@ def _evaluate(args: argparse.Namespace) -> int:
         # provenance, so a results/*.json file says how it was made
         "train_seconds": round(sum(h.get("seconds", 0.0) for h in history_of(state)), 1),
         "trained_with_torch": torch_version_of(state), "torch": str(torch.__version__),
-        "date": datetime.date.today().isoformat(), "command": "python -m vae_course " + " ".join(sys.argv[1:]),
+        "date": datetime.date.today().isoformat(), "command": shell_join(["python", "-m", "vae_course",
+                                                                          *sys.argv[1:]]),
     }
     elbo = evaluate_elbo(model, x, y)
     if not math.isfinite(elbo["elbo"]):
@@ -338,11 +393,8 @@ def _evaluate(args: argparse.Namespace) -> int:
               f"{len(x)} test images ({selection}), {result['device']}")
         print(f"Test ELBO: {elbo['elbo']:.2f} ± {elbo['elbo_stderr']:.2f} nats", flush=True)
     if getattr(model, "is_variational", False) and args.iw_samples > 0:
-        expected = _iwae_seconds_estimate(model, x, y, args.iw_samples)
-        if expected > IWAE_WARN_SECONDS:
-            print(f"Note: the IWAE estimate (K={args.iw_samples}, {len(x)} images) will take about "
-                  f"{expected / 60:.0f} min on {result['device']} (from a timed probe); --sample-test or a "
-                  f"smaller --iw-samples makes it shorter.", file=sys.stderr, flush=True)
+        print(check_iwae_duration(model, x, y, args.iw_samples, result["device"], allow_long=args.allow_long),
+              file=sys.stderr, flush=True)  # refuses (one line) a run over 10 minutes without --allow-long
         iw = iwae_nll(model, x, y, k=args.iw_samples, progress=not args.json)
         if not math.isfinite(iw["nll"]):
             raise ValueError(f"the IWAE estimate of {args.checkpoint} is {iw['nll']}: the model gives "
@@ -358,6 +410,117 @@ def _evaluate(args: argparse.Namespace) -> int:
     if cfg["binarize"] == "none":
         print(f"Note: {GRAYSCALE_LABEL}; compare with papers only on binarized data.")
     return 0
+
+
+# ---------------------------------------------------------------- launch: torchrun, one line at the end
+LAUNCH_EPILOG = """\
+examples:
+  python -m vae_course launch --nproc-per-node 2 train --device cpu --out runs/ddp --epochs 5
+  python -m vae_course launch --nproc-per-node 4 train --device cuda --out runs/ddp --resume --epochs 20
+  python -m vae_course launch --nnodes 2 --node-rank 0 --rdzv-endpoint HOST:29500 --nproc-per-node 8 train ...
+
+It runs PyTorch's launcher (torch.distributed.run, what the torchrun command runs) in this process,
+with the same options, and `python -m vae_course train ...` on every process. The ranks print as
+usual (rank 0 the log and its one line on a stop or an error); the launcher's own log and its
+ChildFailedError traceback are replaced by one line: the outcome and the exit code, which is the
+ranks' own (1 an error, 2 a usage error, 130/143/129 a clean stop on SIGINT/SIGTERM/SIGHUP after
+saving, 128+n a rank killed by signal n).
+"""
+
+
+def _add_launch_parser(sub) -> None:
+    p = sub.add_parser(
+        "launch", help="run train on several processes or GPUs (torchrun) and end with one line",
+        description="Run `train` on N processes with PyTorch's launcher (torchrun); see train --help for what "
+                    "several processes compute.",
+        epilog=LAUNCH_EPILOG + "\n" + EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--nproc-per-node", type=_positive_int, default=1, metavar="N",
+                   help="processes on this machine, one per GPU (default: 1)")
+    p.add_argument("--nnodes", default="1", help="machines taking part (torchrun's --nnodes; default: 1)")
+    p.add_argument("--node-rank", type=_non_negative_int, default=None, help="this machine's number (torchrun's)")
+    p.add_argument("--rdzv-endpoint", default=None, metavar="HOST:PORT",
+                   help="where the machines meet (torchrun's --rdzv-endpoint; default: this machine)")
+    p.add_argument("--rdzv-id", default=None, help="the job's id, the same on every machine (torchrun's)")
+    # not "command": that is the subcommand's own name in the parsed arguments
+    p.add_argument("rank_argv", nargs=argparse.REMAINDER, metavar="train ...",
+                   help="the command every process runs: train and its flags")
+
+
+def _launcher_words(args: argparse.Namespace) -> list[str]:
+    """The torchrun options ``args`` gives, as words (``--name=value``: a value is never a flag)."""
+    words = [f"--nproc-per-node={args.nproc_per_node}", f"--nnodes={args.nnodes}"]
+    for name in ("node_rank", "rdzv_endpoint", "rdzv_id"):
+        value = getattr(args, name)
+        if value is not None:
+            words.append(f"--{name.replace('_', '-')}={value}")
+    if args.rdzv_endpoint is not None:
+        words.append("--rdzv-backend=c10d")
+    return words
+
+
+def _quiet_launcher_logs() -> None:
+    """Silence the launcher's own log (its warnings and its error table): the ranks print what
+    matters and :func:`_launch` ends with the outcome."""
+    for name in list(logging.root.manager.loggerDict):
+        if name.startswith(("torch.distributed.elastic", "torch.distributed.run", "torch.distributed.launcher")):
+            logging.getLogger(name).setLevel(logging.CRITICAL + 1)
+
+
+def _outcome(rank: int, code: int) -> str:
+    """One line for the exit of the rank that failed first (``code`` as a shell shows it)."""
+    if code > 128 and code - 128 in STOP_SIGNALS:
+        return (f"launch: the ranks stopped on {signal.Signals(code - 128).name} (exit code {code}); rank 0's "
+                f"line above says what was saved and how to resume")
+    if code > 128:
+        try:
+            name = signal.Signals(code - 128).name
+        except ValueError:
+            name = f"signal {code - 128}"
+        return (f"launch: rank {rank} was killed by {name} (exit code {code}); the run's last checkpoint is what "
+                f"was saved before")
+    if code == 2:
+        return f"launch: rank {rank} refused the command line (exit code 2); its error is above"
+    return f"launch: rank {rank} failed (exit code {code}); its error is above"
+
+
+def _launch(args: argparse.Namespace) -> int:
+    """``torch.distributed.run`` in this process, with its failure turned into one line and the
+    ranks' exit code (a rank killed by signal n: 128 + n, as a shell reports it)."""
+    if args.rank_argv[:1] != ["train"]:
+        raise _UsageError("launch: give the command every process runs after the launcher's options, e.g. "
+                          "launch --nproc-per-node 2 train --device cpu --out runs/ddp")
+    from torch.distributed import run as torchrun  # the launcher: loaded only for this command
+    from torch.distributed.elastic.multiprocessing.api import SignalException
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+
+    launcher = _launcher_words(args)
+    # The ranks print their resume command with this launcher, not with plain torchrun.
+    os.environ[LAUNCH_ENV] = shell_join([*cli_prefix(), "launch", *launcher])
+    torch_args = torchrun.parse_args([*launcher, "-m", "vae_course", *args.rank_argv])
+    _quiet_launcher_logs()
+    handlers = {signum: signal.getsignal(signum) for signum in STOP_SIGNALS}
+    _STOP.note = lambda name: f"Interrupted by {name} while the ranks were starting; nothing was trained or saved."
+    try:
+        torchrun.run(torch_args)
+    except ChildFailedError as err:
+        rank, failure = err.get_first_failure()
+        code = failure.exitcode if failure.exitcode >= 0 else 128 - failure.exitcode
+        print(_outcome(rank, code), file=sys.stderr)
+        return code
+    except SignalException as err:  # the launcher itself got the signal and passed it on to the ranks
+        name = signal.Signals(err.sigval).name
+        print(f"launch: stopped by {name} (exit code {128 + err.sigval}); the ranks were given the signal, and "
+              f"rank 0's line above says what was saved and how to resume", file=sys.stderr)
+        return 128 + int(err.sigval)
+    finally:
+        for signum, handler in handlers.items():  # the launcher's handlers raise its own exception
+            signal.signal(signum, handler)
+    return 0
+
+
+class _UsageError(Exception):
+    """A bad command line found after parsing: one line and exit code 2."""
 
 
 # ---------------------------------------------------------------- failures: one line, one exit code
@@ -376,18 +539,37 @@ def _os_error_message(err: OSError) -> str:
     return f"{err.strerror or type(err).__name__}{where}" if err.strerror else _one_line(err)
 
 
-@contextmanager
-def _signals_raise_while_starting() -> Iterator[None]:
-    """Until training installs its own handler, SIGTERM and SIGHUP stop the CLI like
-    Ctrl-C does: one line and the exit code 128 + n, not a silent kill."""
-    def stop(signum, frame):
-        raise TrainingInterrupted(f"Interrupted by {signal.Signals(signum).name} before anything was trained.",
-                                  signum)
+class _StopNote:
+    """What a stop signal means at this moment, outside training (training has its own handler:
+    :class:`vae_course.signals.StopSignals`). The commands update ``note`` as they go."""
 
-    previous = {}
-    for name in ("SIGTERM", "SIGHUP"):
-        if hasattr(signal, name):
-            previous[getattr(signal, name)] = signal.signal(getattr(signal, name), stop)
+    BEFORE_TRAINING = staticmethod(lambda name: f"Interrupted by {name} before training started; nothing was "
+                                                f"trained or saved.")
+
+    def __init__(self) -> None:
+        self.note: Callable[[str], str] = self.BEFORE_TRAINING
+
+
+_STOP = _StopNote()
+
+
+class _RankFollows(Exception):
+    """A torchrun rank other than 0 stopping because rank 0 did (a refusal or a signal): rank 0
+    printed the one line; this rank exits with ``code`` and prints nothing."""
+
+    def __init__(self, code: int) -> None:
+        super().__init__(code)
+        self.code = code
+
+
+@contextmanager
+def _signals_stop_outside_training() -> Iterator[None]:
+    """Until training installs its own handler (and after it), Ctrl-C, SIGTERM and SIGHUP stop
+    the CLI with one line saying what state things are in (``_STOP.note``) and 128 + n."""
+    def stop(signum, frame):
+        raise TrainingInterrupted(_STOP.note(signal.Signals(signum).name), signum)
+
+    previous = {signum: signal.signal(signum, stop) for signum in STOP_SIGNALS}
     try:
         yield
     finally:
@@ -412,15 +594,27 @@ def _error(message: str) -> None:
         pass
 
 
-COMMANDS = {"train": _train, "evaluate": _evaluate, "bench": run_bench_command}
+COMMANDS = {"train": _train, "evaluate": _evaluate, "bench": run_bench_command, "launch": _launch}
+NOTES = {  # what a stop signal during each command means, before anything else is known
+    "evaluate": lambda name: f"Interrupted by {name} during evaluate; nothing was written.",
+    "bench": lambda name: f"Interrupted by {name} during bench; no result file was written.",
+    "launch": lambda name: f"Interrupted by {name} before the ranks started; nothing was trained or saved.",
+}
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run one subcommand; every failure ends in one line on stderr and an exit code (see EXIT_CODES)."""
-    with _signals_raise_while_starting():
+    _STOP.note = _StopNote.BEFORE_TRAINING
+    with _signals_stop_outside_training():
         try:
             args = build_parser().parse_args(argv)
+            _STOP.note = NOTES.get(args.command, _StopNote.BEFORE_TRAINING)
             return COMMANDS[args.command](args)
+        except _RankFollows as err:
+            return err.code
+        except _UsageError as err:
+            _error(str(err))
+            return 2
         except TrainingInterrupted as err:
             print(_one_line(err) or "Interrupted.", file=sys.stderr)
             return 128 + err.signum

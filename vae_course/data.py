@@ -18,23 +18,29 @@ Pixels can be used three ways (``binarize=``):
 """
 from __future__ import annotations
 
+import errno
 import json
+import os
+import re
 import shutil
 import socket
-import tempfile
+import struct
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 from urllib.error import URLError
+from urllib.parse import urlparse
 
 import torch
 from torch import Tensor
 from torchvision import datasets, transforms
 from torchvision.datasets.utils import check_integrity
 
+from .errors import OneLineError
 from .hashing import file_digest
-from .settings import cache_dir, data_source_dir
+from .run_folder import atomic_write_text, is_package_temp, temp_file
+from .settings import CacheDirError, cache_dir, data_source_dir
 
 # Names a learner types -> torchvision classes (whose ``resources`` carry the MD5s).
 DATASETS = {"mnist": datasets.MNIST, "fashion-mnist": datasets.FashionMNIST}
@@ -43,19 +49,36 @@ BINARIZE_MODES = ("none", "dynamic", "static")
 # models evaluated on "binarized MNIST" are evaluated on the *same* binary images.
 EVAL_BINARIZE_SEED = 0
 IMAGE_SHAPE = (1, 28, 28)
+# A full disk, a quota, a file-size limit: the cache folder cannot hold the data.
+_NO_ROOM = {errno.ENOSPC, errno.EFBIG, getattr(errno, "EDQUOT", errno.ENOSPC)}
 
 
-class DataNotFoundError(FileNotFoundError):
-    """The dataset files are missing, corrupted, or cannot be downloaded."""
+class DataNotFoundError(OneLineError, FileNotFoundError):
+    """The dataset files are missing, corrupted, or cannot be downloaded.
+
+    In a terminal its message is one line: what went wrong and how to fix it with
+    ``VAE_COURSE_DATA``. In a notebook it shows as two lines without a traceback,
+    the second saying how to fix it from the running kernel (``%env``).
+    """
+
+    problem: str = ""  # what went wrong, without the fix (the notebook's first line)
+    dataset: str = "mnist"
+
+    def notebook_lines(self) -> list[str]:
+        folder = DATASETS.get(self.dataset, datasets.MNIST).__name__
+        return [f"{type(self).__name__}: {self.problem or ' '.join(str(self).split())}",
+                f"Fix it here: put the original *-ubyte.gz files in /path/to/folder/{folder}/raw/, run "
+                f"%env VAE_COURSE_DATA=/path/to/folder (or os.environ[\"VAE_COURSE_DATA\"] = \"/path/to/folder\") "
+                f"and run this cell again."]
 
 
-def _how_to_provide(name: str) -> str:
+def _data_error(name: str, problem: str) -> DataNotFoundError:
+    """A :class:`DataNotFoundError`: ``problem`` plus the terminal's fix, on one line."""
     folder = DATASETS[name].__name__
-    return (
-        f"To use {name} offline, put the original *-ubyte.gz files in "
-        f"<folder>/{folder}/raw/ and set VAE_COURSE_DATA=<folder> "
-        f"(for example: export VAE_COURSE_DATA=../shared/data)."
-    )
+    err = DataNotFoundError(f"{problem}. To use {name} offline, put the original *-ubyte.gz files in "
+                            f"<folder>/{folder}/raw/ and set VAE_COURSE_DATA=<folder>.")
+    err.problem, err.dataset = problem, name
+    return err
 
 
 def _check_name(name: str) -> None:
@@ -63,18 +86,50 @@ def _check_name(name: str) -> None:
         raise ValueError(f"dataset: unknown name {name!r}; choose one of {sorted(DATASETS)}")
 
 
+def _no_room(name: str, needed: int | None = None) -> CacheDirError:
+    """The one message for a cache folder that cannot hold the data: it names the cache
+    (never the read-only source) and the two fixes."""
+    root = cache_dir()
+    free = shutil.disk_usage(root).free
+    need = f"{name} needs {needed / 2**20:.0f} MiB there, " if needed else ""
+    return CacheDirError(f"the cache folder {root} has no room for {name} ({need}{free / 2**20:.0f} MiB free); "
+                         f"free some space there, or set VAE_COURSE_CACHE to a folder on a disk with room")
+
+
+def _gzip_size(path: Path) -> int:
+    """The uncompressed size of a one-member gzip file (its last 4 bytes, ISIZE), in bytes."""
+    with open(path, "rb") as f:
+        f.seek(-4, os.SEEK_END)
+        return struct.unpack("<I", f.read(4))[0]
+
+
+def _copy_into_cache(src: Path, target: Path) -> None:
+    """Copy ``src`` to ``target`` through a package-named temporary file, renamed when
+    complete; on any failure the temporary file is removed (nothing half-copied stays)."""
+    fd, tmp = temp_file(target.parent, target.name)
+    try:
+        with os.fdopen(fd, "wb") as out, open(src, "rb") as inp:
+            shutil.copyfileobj(inp, out, 1 << 20)
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
 def _copy_verified(name: str, raw_dir: Path) -> None:
     """Copy the ``*-ubyte.gz`` files from ``VAE_COURSE_DATA`` into the cache.
 
     The source may be read-only, so torchvision (which extracts next to the
     archives) works on the writable copy. Every file is checked against the MD5
-    that torchvision itself ships in ``resources``.
+    that torchvision itself ships in ``resources``. Before anything is copied, the
+    cache must have room for the archives and what they extract to; else one
+    line names the cache folder (:func:`_no_room`).
     """
     source = data_source_dir()
     if source is None:
         return
     src_raw = source / DATASETS[name].__name__ / "raw"
-    problems = []
+    problems, to_copy = [], []
     for filename, md5 in DATASETS[name].resources:
         target = raw_dir / filename
         if check_integrity(str(target), md5):
@@ -85,16 +140,23 @@ def _copy_verified(name: str, raw_dir: Path) -> None:
         elif not check_integrity(str(src), md5):
             problems.append(f"corrupted {src} (its MD5 is not torchvision's {md5})")
         else:
-            raw_dir.mkdir(parents=True, exist_ok=True)
-            # Copy then rename, so an interrupted copy never looks complete.
-            with tempfile.NamedTemporaryFile(dir=raw_dir, delete=False) as tmp:
-                shutil.copyfile(src, tmp.name)
-            Path(tmp.name).replace(target)
+            to_copy.append((src, target))
     if problems:
-        raise DataNotFoundError(
-            f"VAE_COURSE_DATA={source} does not hold a usable copy of {name}: "
-            + "; ".join(problems) + ". " + _how_to_provide(name)
-        )
+        shown = "; ".join(problems[:2]) + (f"; and {len(problems) - 2} more" if len(problems) > 2 else "")
+        raise _data_error(name, f"VAE_COURSE_DATA={source} does not hold a usable copy of {name}: {shown}")
+    if not to_copy:
+        return
+    raw_dir.mkdir(parents=True, exist_ok=True)
+    needed = sum(src.stat().st_size + _gzip_size(src) for src, _ in to_copy)
+    if shutil.disk_usage(raw_dir).free < needed:
+        raise _no_room(name, needed)
+    for src, target in to_copy:
+        try:
+            _copy_into_cache(src, target)
+        except OSError as err:
+            if err.errno in _NO_ROOM:
+                raise _no_room(name, needed) from None
+            raise
 
 
 @contextmanager
@@ -109,6 +171,10 @@ def _network_timeout(seconds: float):
 
 
 STAMP = ".extracted.json"  # sizes and MD5s of the extracted files, written right after extraction
+# The header of an extracted IDX file: its magic number (0x0803 images, 0x0801 labels) and
+# how many sizes follow; torchvision asserts these instead of reporting them.
+_IDX_KIND = {"-images-idx3-ubyte": (2051, 3), "-labels-idx1-ubyte": (2049, 1)}
+_OLD_COPY_TEMP = re.compile(r"tmp[a-z0-9_]{8}")  # tempfile's names, used for copies before the package prefix
 
 
 def _one_line(err: BaseException) -> str:
@@ -116,6 +182,18 @@ def _one_line(err: BaseException) -> str:
     download ("Tried <mirror>, got: <urlopen error ...>") on the lines after the first."""
     text = " ".join(str(err).split())
     return text or type(err).__name__
+
+
+def _download_failure(err: BaseException) -> str:
+    """Why a download failed, short: "the download of <file> failed (<host>: <reason>; ...)",
+    one ``host: reason`` for each mirror torchvision tried."""
+    text = _one_line(err)
+    tried = re.findall(r"Tried (\S+), got: (?:<urlopen error )?(?:\[Errno -?\d+\] )?(.*?)>?(?= Tried |$)", text)
+    if not tried:
+        return f"the download failed ({text})"
+    file = re.search(r"Error downloading (\S+?):", text)
+    reasons = "; ".join(f"{urlparse(url).netloc or url}: {why.strip()}" for url, why in tried)
+    return f"the download of {file.group(1) if file else 'its files'} failed ({reasons})"
 
 
 def _md5(path: Path) -> str:
@@ -127,36 +205,106 @@ def _extracted_files(name: str, raw_dir: Path) -> list[Path]:
     return [raw_dir / Path(filename).stem for filename, _ in DATASETS[name].resources]
 
 
+def _read_stamp(raw_dir: Path) -> dict[str, dict]:
+    """The stamp's well-formed entries: ``{file name: {"size": int, "md5": str}}``.
+
+    Anything else (invalid JSON, ``[]``, a number, an entry of the wrong shape) is
+    treated as no record for that file, so the file is extracted again: a damaged
+    cache record is rebuilt, never fatal.
+    """
+    try:
+        stamp = json.loads((raw_dir / STAMP).read_text())
+    except (OSError, ValueError):  # missing, unreadable, not UTF-8, not JSON
+        return {}
+    if not isinstance(stamp, dict):
+        return {}
+    good = {}
+    for key, entry in stamp.items():
+        if (isinstance(entry, dict) and type(entry.get("size")) is int and entry["size"] >= 0
+                and isinstance(entry.get("md5"), str) and re.fullmatch(r"[0-9a-f]{32}", entry["md5"])):
+            good[key] = entry
+    return good
+
+
+def _idx_is_sound(path: Path) -> bool:
+    """True when ``path`` has the IDX header torchvision expects and exactly the bytes it announces."""
+    kind = next((k for k in _IDX_KIND if path.name.endswith(k)), None)
+    if kind is None:
+        return True
+    magic, dims = _IDX_KIND[kind]
+    try:
+        with open(path, "rb") as f:
+            header = f.read(4 * (dims + 1))
+        size = path.stat().st_size
+    except OSError:
+        return False
+    if len(header) < 4 * (dims + 1):
+        return False
+    values = struct.unpack(f">{dims + 1}I", header)
+    count = 1
+    for v in values[1:]:
+        count *= v
+    return values[0] == magic and size == len(header) + count
+
+
 def _distrust_damaged_extracts(name: str, raw_dir: Path) -> None:
     """Delete extracted files that do not match the stamp written when they were extracted
-    (or that have no stamp), so torchvision extracts them again from the verified archives.
+    (or that have no stamp, or a damaged one), so torchvision extracts them again from the
+    verified archives. Also delete a damaged stamp, and temporary files a killed copy left.
 
     torchvision trusts any extracted file that exists; a flipped byte in one would
-    silently change the data. Archives are checked separately (MD5, ``_copy_verified``).
+    silently change the data, and a wrong header ends in an ``AssertionError``.
+    Archives are checked separately (MD5, ``_copy_verified``).
     """
-    stamp_path = raw_dir / STAMP
-    try:
-        stamp = json.loads(stamp_path.read_text())
-    except (OSError, ValueError):
-        stamp = {}
+    if not raw_dir.is_dir():
+        return
+    for leftover in raw_dir.iterdir():  # the package's own temporary files (and those of 0.x: "tmpXXXXXXXX")
+        if (is_package_temp(leftover.name) or _OLD_COPY_TEMP.fullmatch(leftover.name)) \
+                and not leftover.is_symlink() and leftover.is_file():
+            leftover.unlink(missing_ok=True)
+    stamp = _read_stamp(raw_dir)
+    stale_stamp = (raw_dir / STAMP).exists() and not stamp
     for path in _extracted_files(name, raw_dir):
         if not path.exists():
             continue
         want = stamp.get(path.name)
-        if want is None or path.stat().st_size != want["size"] or _md5(path) != want["md5"]:
+        if (want is None or path.stat().st_size != want["size"] or not _idx_is_sound(path)
+                or _md5(path) != want["md5"]):
             path.unlink()
-            stamp_path.unlink(missing_ok=True)
+            stale_stamp = True
+    if stale_stamp:
+        (raw_dir / STAMP).unlink(missing_ok=True)
 
 
 def _stamp_extracts(name: str, raw_dir: Path) -> None:
-    """Record the size and MD5 of freshly extracted files (made from MD5-checked archives)."""
-    stamp_path = raw_dir / STAMP
-    if stamp_path.is_file():
+    """Record the size and MD5 of freshly extracted files (made from MD5-checked archives).
+
+    Skipped when a good stamp covers them all; a stamp that cannot be written (a
+    full disk) only means the files are checked and extracted again next time."""
+    files = _extracted_files(name, raw_dir)
+    stamp = _read_stamp(raw_dir)
+    if all(p.name in stamp and p.stat().st_size == stamp[p.name]["size"] for p in files):
         return
-    stamp = {p.name: {"size": p.stat().st_size, "md5": _md5(p)} for p in _extracted_files(name, raw_dir)}
-    tmp = raw_dir / f"{STAMP}.tmp"
-    tmp.write_text(json.dumps(stamp, indent=1))
-    tmp.replace(stamp_path)
+    record = {p.name: {"size": p.stat().st_size, "md5": _md5(p)} for p in files}
+    try:
+        atomic_write_text(raw_dir / STAMP, json.dumps(record, indent=1))
+    except OSError:
+        pass
+
+
+def _open_dataset(name: str, root: Path, train: bool, transform):
+    with _network_timeout(10):
+        return DATASETS[name](str(root), train=train, download=True, transform=transform)
+
+
+def _clean_after_failure(name: str, raw_dir: Path) -> None:
+    """Remove what a failed extraction or download left half-written in the cache:
+    extracted files that are not stamped, and archives that fail their MD5."""
+    _distrust_damaged_extracts(name, raw_dir)
+    for filename, md5 in DATASETS[name].resources:
+        archive = raw_dir / filename
+        if archive.is_file() and not check_integrity(str(archive), md5):
+            archive.unlink(missing_ok=True)
 
 
 def torchvision_dataset(name: str = "mnist", train: bool = True, transform=None):
@@ -165,20 +313,40 @@ def torchvision_dataset(name: str = "mnist", train: bool = True, transform=None)
 
     Every file in the cache is verified before it is trusted: the archives
     against torchvision's MD5s, the extracted files against the stamp written
-    when they were extracted; a damaged one is replaced from its source.
+    when they were extracted and their IDX header; a damaged one is replaced from
+    its source. A file that still cannot be read is extracted once more from the
+    verified archive; if that fails too, one line says which.
     """
     _check_name(name)
     root = cache_dir() / "data"
     raw_dir = root / DATASETS[name].__name__ / "raw"
     _copy_verified(name, raw_dir)
     _distrust_damaged_extracts(name, raw_dir)
-    try:
-        with _network_timeout(10):
-            dataset = DATASETS[name](str(root), train=train, download=True, transform=transform)
-    except (RuntimeError, URLError, OSError) as err:
-        raise DataNotFoundError(
-            f"Could not find or download {name} ({_one_line(err)}). " + _how_to_provide(name)
-        ) from None
+    for attempt in (1, 2):
+        try:
+            dataset = _open_dataset(name, root, train, transform)
+            break
+        except OSError as err:  # a full cache while extracting or downloading, or a failed download
+            _clean_after_failure(name, raw_dir)
+            if err.errno in _NO_ROOM:
+                raise _no_room(name) from None
+            if isinstance(err, URLError) or not err.filename:  # a network failure names no file
+                raise _data_error(name, f"Could not find or download {name}: {_download_failure(err)}") from None
+            raise CacheDirError(f"cannot prepare {name} in the cache folder {cache_dir()} ({_one_line(err)}); "
+                                f"set VAE_COURSE_CACHE to a writable folder") from None
+        except RuntimeError as err:  # torchvision: every mirror failed
+            _clean_after_failure(name, raw_dir)
+            raise _data_error(name, f"Could not find or download {name}: {_download_failure(err)}") from None
+        except (AssertionError, ValueError, TypeError, IndexError, KeyError, struct.error) as err:
+            # An extracted file that passed the checks but not torchvision's reader: remove the
+            # extracted files and their stamp, so the next attempt extracts them again.
+            for path in _extracted_files(name, raw_dir):
+                path.unlink(missing_ok=True)
+            (raw_dir / STAMP).unlink(missing_ok=True)
+            if attempt == 2:
+                raise _data_error(name, f"the cached copy of {name} in {raw_dir} cannot be read even after "
+                                        f"extracting it again from its verified archives "
+                                        f"({type(err).__name__}: {_one_line(err)}); delete {raw_dir}") from None
     _stamp_extracts(name, raw_dir)
     return dataset
 

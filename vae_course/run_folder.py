@@ -6,8 +6,12 @@ into it goes through :func:`open_run_folder`, which
 * refuses a folder that already holds a run, unless the caller resumes it or
   asks to overwrite it (the default ``runs/latest`` is easy to reuse by accident);
 * takes a lock (``fcntl.flock`` on ``.vae_course.lock``), so two runs on one
-  folder cannot both write: the second fails at once, naming the first's pid;
-* removes hidden temporary files (``.*.tmp``) that a killed save left behind;
+  folder cannot both write: the second fails at once, naming the first's pid.
+  The lock file is opened without following a symbolic link and must be a
+  regular file with one name (a link planted there could otherwise make the run
+  overwrite a file outside ``--out``);
+* removes the temporary files that a killed save left behind: only the ones the
+  package itself names (``.vae_course-*.tmp``), never a ``.*.tmp`` of yours;
 * checks the folder is writable *before* any training starts.
 
 Every file in it is written with :func:`atomic_write_bytes`: a uniquely named
@@ -16,9 +20,14 @@ target, so a crash leaves the old file or the new one, never half of one.
 """
 from __future__ import annotations
 
+import errno
 import os
+import re
+import stat
 import tempfile
 from pathlib import Path
+
+from .errors import OneLineError
 
 try:  # POSIX only; on Windows runs are simply not locked
     import fcntl
@@ -27,20 +36,41 @@ except ImportError:  # pragma: no cover
 
 LOCK_NAME = ".vae_course.lock"
 RUN_FILES = ("checkpoint.pt", "metrics.json", "samples.png", "reconstructions.png")
+# Every temporary file the package writes starts with this and ends with TEMP_SUFFIX,
+# so cleaning up after a killed save can never touch a file the package did not make.
+TEMP_PREFIX = ".vae_course-"
+TEMP_SUFFIX = ".tmp"
+# The names of earlier versions (".checkpoint.pt.<8 mkstemp characters>.tmp"): removed
+# only when they match exactly, a run file's name and mkstemp's alphabet and length.
+_LEGACY_TEMP = re.compile(r"\.(?:" + "|".join(re.escape(n) for n in RUN_FILES) + r")\.[a-z0-9_]{8}\.tmp\Z")
 
 
-class RunFolderError(RuntimeError):
+class RunFolderError(OneLineError, RuntimeError):
     """The run folder cannot be used: busy, already holding a run, or not writable."""
+
+
+def temp_file(folder: str | os.PathLike, name: str) -> tuple[int, str]:
+    """A new, uniquely named temporary file for ``name`` in ``folder``: ``(fd, path)``.
+
+    Named ``.vae_course-<name>.<random>.tmp`` (see :data:`TEMP_PREFIX`), created
+    with ``O_EXCL`` (never an existing file, never through a link), mode 0600.
+    """
+    return tempfile.mkstemp(dir=folder, prefix=f"{TEMP_PREFIX}{name}.", suffix=TEMP_SUFFIX)
+
+
+def is_package_temp(name: str) -> bool:
+    """True for the name of a temporary file this package writes (or earlier versions wrote)."""
+    return (name.startswith(TEMP_PREFIX) and name.endswith(TEMP_SUFFIX)) or bool(_LEGACY_TEMP.match(name))
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
     """Write ``data`` to ``path`` atomically (see the module doc); returns ``path``.
 
-    The temporary file gets a unique name (``.<name>.<random>.tmp``), so two
-    writers never share one, and the usual permissions (0666 minus the umask).
+    The temporary file gets a unique name (:func:`temp_file`), so two writers
+    never share one, and the usual permissions (0666 minus the umask).
     """
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = temp_file(path.parent, path.name)
     try:
         umask = os.umask(0)
         os.umask(umask)
@@ -67,16 +97,22 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
 
 
 def remove_stale_temp_files(folder: str | os.PathLike) -> list[Path]:
-    """Delete the ``.*.tmp`` files that killed saves left in ``folder``; returns them.
+    """Delete the temporary files that killed saves left in ``folder``; returns them.
 
-    Call it only while holding the folder's lock: another run's live temporary
-    file must not be deleted under it.
+    Only regular files named by the package (:func:`is_package_temp`); a link or
+    a folder of that name is left alone. Call it only while holding the folder's
+    lock: another run's live temporary file must not be deleted under it.
     """
     removed = []
-    for tmp in Path(folder).glob(".*.tmp"):
-        if tmp.is_file():
-            tmp.unlink(missing_ok=True)
-            removed.append(tmp)
+    for tmp in Path(folder).iterdir():
+        if not is_package_temp(tmp.name):
+            continue
+        try:
+            if stat.S_ISREG(tmp.lstat().st_mode):
+                tmp.unlink()
+                removed.append(tmp)
+        except FileNotFoundError:
+            pass
     return removed
 
 
@@ -89,7 +125,7 @@ def check_writable(folder: str | os.PathLike) -> None:
     folder = Path(folder)
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        fd, probe = tempfile.mkstemp(dir=folder, prefix=".write-test.", suffix=".tmp")
+        fd, probe = temp_file(folder, "write-test")
         os.close(fd)
         os.unlink(probe)
     except OSError as err:
@@ -102,6 +138,33 @@ def holds_run(folder: str | os.PathLike) -> bool:
     """True when ``folder`` has a run's checkpoint or metrics in it."""
     folder = Path(folder)
     return (folder / "checkpoint.pt").exists() or (folder / "metrics.json").exists()
+
+
+def _open_lock_file(lock: Path) -> int:
+    """Open (or create) the lock file for reading and writing; its descriptor.
+
+    ``O_NOFOLLOW``: a symbolic link there is refused, not followed, so a run never
+    writes its pid into a file outside the folder; ``O_NONBLOCK``: a FIFO cannot
+    hang the open. Anything but a regular file with one name (a hard link would
+    share its bytes with a file elsewhere) is refused with one line.
+    """
+    flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0) \
+        | getattr(os, "O_CLOEXEC", 0)
+    fix = "delete it (it only marks a running run) and start again"
+    try:
+        fd = os.open(lock, flags, 0o666)
+    except OSError as err:
+        if err.errno == errno.ELOOP or lock.is_symlink():
+            raise RunFolderError(f"--out: {lock} is a symbolic link, not the run's lock file; {fix}") from None
+        raise RunFolderError(f"--out: cannot open the lock file {lock} ({err.strerror or err}); {fix}, "
+                             f"or choose another --out") from None
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode) or info.st_nlink > 1:
+        os.close(fd)
+        what = "has other names (hard links)" if stat.S_ISREG(info.st_mode) else "is not a regular file"
+        raise RunFolderError(f"--out: the lock file {lock} {what}; {fix}")
+    os.set_blocking(fd, True)
+    return fd
 
 
 class RunFolder:
@@ -117,16 +180,16 @@ class RunFolder:
         self._file = None
 
     def acquire(self) -> "RunFolder":
-        """Take the lock, or raise :class:`RunFolderError` naming the pid that holds it."""
+        """Take the lock, or raise :class:`RunFolderError` naming the pid that holds it
+        (or saying why the lock file cannot be one)."""
         if fcntl is None or self._file is not None:
             return self
-        lock = self.path / LOCK_NAME
-        f = open(lock, "a+")
+        f = os.fdopen(_open_lock_file(self.path / LOCK_NAME), "r+")
         try:
             fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             f.seek(0)
-            holder = f.read().strip() or "unknown"
+            holder = f.read(64).strip() or "unknown"
             f.close()
             raise RunFolderError(
                 f"--out: {self.path} is in use by another training run (pid {holder}); wait for it to "

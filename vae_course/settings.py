@@ -22,9 +22,11 @@ import os
 import tempfile
 from pathlib import Path
 
+from .errors import OneLineError
 
-class CacheDirError(OSError):
-    """The cache folder cannot be created or written."""
+
+class CacheDirError(OneLineError, OSError):
+    """The cache folder cannot be created, written, or hold the data (one line, also in a notebook)."""
 
 
 def smoke_mode() -> bool:
