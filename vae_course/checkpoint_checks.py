@@ -31,6 +31,7 @@ import torch
 from torch import Tensor, nn
 
 from .bounds import DATASET_CLASSES, MAX_EPOCHS, check_model_size, shown
+from .errors import OneLineError
 
 # ---------------------------------------------------------------- limits
 # (the numbers a checkpoint may hold come from vae_course.bounds; these bound its text)
@@ -41,8 +42,8 @@ MAX_TEXT = 4096  # characters in any string field
 MAX_MAGNITUDE = 2**63
 
 
-class CheckpointError(ValueError):
-    """A checkpoint that cannot be used: unsafe, damaged, or for another model."""
+class CheckpointError(OneLineError, ValueError):
+    """A checkpoint that cannot be used: unsafe, damaged, or for another model (one line in a notebook too)."""
 
 
 def fail(label: str, problem: str) -> CheckpointError:
