@@ -363,9 +363,11 @@ def test_widgets_render(visited, docname):
 
 @pytest.mark.parametrize("docname", NOTEBOOK_PAGES or [pytest.param(None, marks=pytest.mark.skip("no notebook in _toc.yml yet"))])
 def test_colab_button_opens_this_notebook(visited, docname):
+    """The page's Colab button opens the *student* copy of this notebook (student/NN_*.ipynb)."""
     url, branch = repo_settings()
+    student = "student/" + docname.split("/", 1)[1]
     expected = (f"https://colab.research.google.com/github/{url.split('github.com/')[1]}"
-                f"/blob/{branch}/{docname}.ipynb")
+                f"/blob/{branch}/{student}.ipynb")
     links = visited[docname]["colab_links"]
     assert expected in links, f"{docname}: no Colab link to {expected}; found {links}"
     assert all(link == expected for link in links), f"{docname}: a Colab link points elsewhere: {links}"
