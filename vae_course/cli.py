@@ -183,6 +183,9 @@ def _add_train_parser(sub) -> None:
                    help=f"use only the first N test images {dflt('limit_test', 'all')}")
     p.add_argument("--val-size", type=_non_negative_int, default=None,
                    help=f"hold out the last N training images as a validation set {dflt('val_size')}")
+    p.add_argument("--keep-test-unseen", action="store_true", default=None,
+                   help="evaluate only the --val-size split after each epoch, so that no decision can look at the "
+                        "test set; read it once at the end with `evaluate`")
     p.add_argument("--amp", action="store_true", default=None,
                    help="mixed precision on a CUDA GPU (bf16 where supported, else fp16)")
     p.add_argument("--compile", action="store_true", default=None, help="torch.compile the training step")

@@ -75,6 +75,11 @@ class TrainConfig:
     limit_train: int | None = None
     limit_test: int | None = None
     val_size: int = 0
+    # Watch only the validation split during training (needs val_size > 0): every
+    # decision (stopping, schedule) is then made without the test set, which is read
+    # once, by `evaluate`, at the end. Never changes the weights (evaluation has its own
+    # noise), and fixed on resume: a run that looked at the test set cannot unlook.
+    keep_test_unseen: bool = _setting(False, affects_weights=False)
     amp: bool = False  # mixed precision (only used on CUDA)
     compile: bool = False
     log_every: int = _setting(50, on_resume=RESUME_FREE, affects_weights=False)
@@ -100,7 +105,7 @@ class TrainConfig:
         if not isinstance(device, str) or (device.lower() not in DEVICE_CHOICES
                                            and not device.lower().startswith("cuda:")):
             raise ValueError(f"device: unknown choice {device!r}; choose one of {DEVICE_CHOICES}")
-        for name in ("amp", "compile"):
+        for name in ("amp", "compile", "keep_test_unseen"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name}: must be True or False, got {getattr(self, name)!r}")
         # Every number within the one set of bounds the CLI and the checkpoint loader use too,
@@ -112,6 +117,9 @@ class TrainConfig:
             message = problem(name, value)
             if message:
                 raise ValueError(message)
+        if self.keep_test_unseen and not self.val_size:
+            raise ValueError("keep_test_unseen: training then watches the validation split only, and there is none; "
+                             "add --val-size N (e.g. 10000) to hold out the last N training images")
         if self.lr_schedule not in LR_SCHEDULES:
             raise ValueError(f"lr_schedule: unknown choice {self.lr_schedule!r}; choose one of {LR_SCHEDULES}")
         check_model_size(self.model, self.model_kwargs())  # the parameter cap: sizes together

@@ -1,6 +1,8 @@
 """The one owner of a training run's folder (``--out``).
 
-A run folder holds ``checkpoint.pt``, ``metrics.json`` and two images. Training
+A run folder holds ``checkpoint.pt``, ``metrics.json``, two images, the run's
+diary ``sessions.jsonl`` (:mod:`vae_course.run_log`) and, for a run with a
+validation split, ``best.pt`` (the epoch with the lowest validation loss). Training
 into it goes through :func:`open_run_folder`, which
 
 * refuses a folder that already holds a run, unless the caller resumes it or
@@ -16,7 +18,8 @@ into it goes through :func:`open_run_folder`, which
 
 Every file in it is written with :func:`atomic_write_bytes`: a uniquely named
 temporary file in the same folder, flushed to disk, then renamed over the
-target, so a crash leaves the old file or the new one, never half of one.
+target, so a crash leaves the old file or the new one, never half of one. The
+diary alone is appended to, line by line, through no link.
 """
 from __future__ import annotations
 
@@ -35,7 +38,9 @@ except ImportError:  # pragma: no cover
     fcntl = None  # type: ignore[assignment]
 
 LOCK_NAME = ".vae_course.lock"
-RUN_FILES = ("checkpoint.pt", "metrics.json", "samples.png", "reconstructions.png")
+BEST_NAME = "best.pt"  # the epoch with the lowest validation loss (a run with --val-size)
+DIARY_NAME = "sessions.jsonl"  # when and where each part of the run trained (vae_course.run_log)
+RUN_FILES = ("checkpoint.pt", "metrics.json", "samples.png", "reconstructions.png", BEST_NAME, DIARY_NAME)
 # Every temporary file the package writes starts with this and ends with TEMP_SUFFIX,
 # so cleaning up after a killed save can never touch a file the package did not make.
 TEMP_PREFIX = ".vae_course-"
@@ -94,6 +99,11 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
     """:func:`atomic_write_bytes` for UTF-8 text."""
     return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def keep_copy(source: str | os.PathLike, target: str | os.PathLike) -> Path:
+    """Copy ``source`` to ``target`` atomically (a reader sees the old copy or the new, never half)."""
+    return atomic_write_bytes(target, Path(source).read_bytes())
 
 
 def remove_stale_temp_files(folder: str | os.PathLike) -> list[Path]:

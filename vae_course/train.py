@@ -61,7 +61,8 @@ from .evaluate import evaluate_elbo
 from .losses import objective_terms
 from .models import build_model
 from .rng import seed_everything
-from .run_folder import atomic_write_text
+from .run_folder import BEST_NAME, atomic_write_text, keep_copy
+from .run_log import append_event, session_facts
 from .schedules import LR_SCHEDULES, beta_at, lr_at
 from .signals import STOP_SIGNALS, StopSignals, TrainingInterrupted  # noqa: F401
 
@@ -359,8 +360,10 @@ class Trainer:
 
     def _evaluate(self) -> dict[str, float]:
         data, beta = self.data, self.config.beta
-        test = self._evaluate_split(data.test_x, data.test_y, beta)
-        out = {f"test_{k}": v for k, v in test.items()}
+        out = {}
+        if not self.config.keep_test_unseen:
+            test = self._evaluate_split(data.test_x, data.test_y, beta)
+            out.update({f"test_{k}": v for k, v in test.items()})
         if len(data.val_x):
             val = self._evaluate_split(data.val_x, data.val_y, beta)
             out.update({f"val_{k}": v for k, v in val.items()})
@@ -389,6 +392,7 @@ class Trainer:
         if epochs is not None:
             self.config = replace(self.config, epochs=epochs)
             self.config.validate()
+        self._diary("start" if self.epoch == 0 else "resume", **self._session_facts())
         with StopSignals(escalate=self._ctx is None) as stop:
             while self.epoch < self.config.epochs:
                 if self._stop_agreed(stop):  # a signal came during the last save: stop before the next epoch
@@ -404,7 +408,16 @@ class Trainer:
                 self._log_epoch(record)
             if self._stop_agreed(stop):  # during the last evaluation or save: all is saved, still stop
                 self._stop_on_signal(stop, between_epochs=True)
+        self._diary("finished")
         return self.history
+
+    def _session_facts(self) -> dict[str, Any]:
+        return session_facts(self.device) if self.out_dir is not None and self.is_main else {}
+
+    def _diary(self, event: str, **facts: Any) -> None:
+        """One line in the run folder's ``sessions.jsonl`` (:mod:`vae_course.run_log`), rank 0 only."""
+        if self.out_dir is not None and self.is_main:
+            append_event(self.out_dir, event, self.epoch, **facts)
 
     def _stop_on_signal(self, stop: StopSignals, between_epochs: bool = False) -> None:
         with stop.saving():
@@ -414,6 +427,8 @@ class Trainer:
         hint = f"Saved {where}. Resume with: {self._command()}" if where else \
             "No out_dir was given, so nothing was saved."
         name = signal.Signals(stop.signum).name
+        if where:
+            self._diary("interrupted", signal=name)
         when = f"after epoch {self.epoch}" if between_epochs else f"during epoch {self.epoch + 1}"
         if self.log:
             self.log(f"Interrupted {when} ({name}).")
@@ -432,8 +447,9 @@ class Trainer:
             f"Epoch {r['epoch']}/{self.config.epochs}\n"
             f"Loss: {r['loss']:.2f}\n"
             f"Reconstruction Loss: {r['recon']:.2f}\n"
-            f"KL Divergence: {r['kl']:.2f}\n"
-            f"Test Loss: {r['test_loss']:.2f}"
+            f"KL Divergence: {r['kl']:.2f}"
+            + (f"\nTest Loss: {r['test_loss']:.2f}" if "test_loss" in r else "")
+            + (f"\nValidation Loss: {r['val_loss']:.2f}" if "val_loss" in r else "")
         )
 
     def state_dict(self, interrupted: bool = False) -> dict[str, Any]:
@@ -469,7 +485,14 @@ class Trainer:
             raise _write_error(self.out_dir / "checkpoint.pt", state, err) from None
         metrics = {"config": asdict(self.config), "history": self.history, "epoch": self.epoch}
         atomic_write_text(self.out_dir / "metrics.json", json.dumps(metrics, indent=2))
+        if not interrupted and self._best_on_validation():
+            keep_copy(path, self.out_dir / BEST_NAME)
         return path
+
+    def _best_on_validation(self) -> bool:
+        """True when the last epoch has the lowest validation loss so far (early stopping's choice)."""
+        losses = [h["val_loss"] for h in self.history if "val_loss" in h]
+        return bool(losses) and "val_loss" in self.history[-1] and self.history[-1]["val_loss"] <= min(losses)
 
     @classmethod
     def resume(cls, out_dir: str | Path, *, progress: bool = True, log: Callable[..., None] | None = _print,
