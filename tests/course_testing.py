@@ -54,4 +54,4 @@ def run_cli(*args: str, timeout: float = 240, env: dict | None = None, cwd: str 
 
 def history_without_timings(history):
     """Per-epoch records without the wall-clock fields (which differ between runs)."""
-    return [{k: v for k, v in h.items() if k not in ("seconds", "images_per_second")} for h in history]
+    return [{k: v for k, v in h.items() if k not in ("seconds", "cpu_seconds", "images_per_second")} for h in history]

@@ -41,7 +41,7 @@ def test_history_keys_and_validation_split(mnist_small):
     data = DataSplits(d.name, d.binarize, d.seed, d.train_x[:300], d.train_y[:300],
                       d.train_x[300:400], d.train_y[300:400], d.test_x[:100], d.test_y[:100])
     h = _trainer(data, val_size=100).fit()[0]
-    for key in ("epoch", "loss", "recon", "kl", "beta", "seconds", "images_per_second", "test_loss",
+    for key in ("epoch", "loss", "recon", "kl", "beta", "seconds", "cpu_seconds", "images_per_second", "test_loss",
                 "test_recon", "test_kl", "test_elbo", "test_elbo_stderr", "val_loss", "val_elbo"):
         assert key in h, key
 

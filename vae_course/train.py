@@ -284,7 +284,7 @@ class Trainer:
             model, objective = self._ddp, _sharded_terms
             batch_mean = lambda values, count: global_mean(values, count, self._ctx)  # noqa: E731
             should_stop = lambda: self._stop_agreed(stop)  # noqa: E731
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.process_time()
         sums = train_epoch(
             model, self.optimizer, batches, free_bits=cfg.free_bits, objective=objective,
             beta=cfg.beta if cfg.kl_warmup_epochs <= 0 else (lambda step: self.beta_at(epoch - 1 + step / steps)),
@@ -300,9 +300,12 @@ class Trainer:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
         seconds = time.perf_counter() - start
+        # CPU time of this process (all its threads): the compute an epoch cost, which a busy
+        # machine stretches far less than the wall-clock seconds
+        cpu_seconds = time.process_time() - cpu_start
         loss, recon, kl = (sums.totals() / sums.count).tolist()
         return {"epoch": epoch, "loss": loss, "recon": recon, "kl": kl, "beta": self.beta_at(epoch),
-                "lr": self.optimizer.param_groups[0]["lr"], "seconds": seconds,
+                "lr": self.optimizer.param_groups[0]["lr"], "seconds": seconds, "cpu_seconds": cpu_seconds,
                 "images_per_second": len(x_all) / seconds}
 
     def _sums_of_all_ranks(self, sums: EpochSums) -> EpochSums:
