@@ -54,11 +54,13 @@ def append_event(folder: str | os.PathLike, event: str, epoch: int, **facts: Any
     line = json.dumps({"event": event, "epoch": epoch, "utc": utc_now(), **facts}) + "\n"
     path = Path(folder) / LOG_NAME
     # O_NOFOLLOW and one name only: a link planted in the folder cannot make the run append elsewhere
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o644)
+    fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o644)
     try:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode) or info.st_nlink != 1:
             raise OSError(errno.EPERM, "the run's diary is not a regular file with one name; remove it", str(path))
+        if info.st_size and os.pread(fd, 1, info.st_size - 1) != b"\n":
+            line = "\n" + line  # a line cut short by a kill stays alone (and is skipped on reading)
         os.write(fd, line.encode("utf-8"))
     finally:
         os.close(fd)
