@@ -5,16 +5,23 @@ Usage (after ``train`` and ``evaluate --json > eval.json``)::
     python scripts/record_long_run.py --run runs/conv-long --eval eval.json \
         --train-command "python -m vae_course train ..." --out vae_course/results/conv_vae_long.json
 
-The file keeps the evaluation as ``evaluate --json`` printed it and adds the
-training command, the git commit, the CPU, the per-epoch seconds and test ELBO
-from the run's checkpoint (read with :func:`vae_course.checkpoint.load_checkpoint`,
-which verifies it), so the results page and notebook 6 can show every number
-with its provenance (:mod:`vae_course.provenance`). Nothing here is typed by
-hand but the commands and the optional ``--note``.
+The file keeps the evaluation as ``evaluate --json`` printed it and adds, from
+the run folder (the checkpoint read with :func:`vae_course.checkpoint.load_checkpoint`,
+which verifies it, and the diary ``sessions.jsonl`` of :mod:`vae_course.run_log`):
 
-Checkpoint fields read (until the checkpoint module offers accessors):
-``history`` (per epoch: ``epoch``, ``lr``, ``seconds``, ``test_elbo``) and
-``train_config`` (``lr``, ``lr_schedule``, ``beta``, ``batch_size``).
+* the training command, the commits it trained at, the CPU;
+* every session of the run (start, each interruption and resume, with its
+  commit, device and thread count);
+* each epoch's validation ELBO (and test ELBO, only for a run that watched the
+  test set: then ``test_read_during_training`` is true);
+* which weights were evaluated: ``checkpoint.pt`` (the last epoch) or ``best.pt``
+  (the epoch with the lowest validation loss) and that epoch;
+* the cost: wall-clock and CPU seconds of training (every epoch of the run) and
+  of the IWAE estimate, summed into CPU-minutes.
+
+So the results page and notebook 6 can show every number with its provenance
+(:mod:`vae_course.provenance`). Nothing here is typed by hand but the commands,
+the decision record and the optional ``--note``.
 
 A record written inside the repository (``--out`` under it: a file to commit) must
 be true of the commit it names, so this script refuses to write it when
@@ -22,9 +29,11 @@ be true of the commit it names, so this script refuses to write it when
 * the working tree has uncommitted changes to tracked files (``--allow-dirty``
   writes it anyway, with ``"dirty": true``);
 * the run folder is outside the repository (its paths could not be relative);
+* any session of the run trained from a tree with uncommitted changes (its diary
+  says so; ``--allow-dirty`` records it anyway);
 * the commands disagree with the run: every ``train`` command's ``--out`` (default
   ``runs/latest``) must be the ``--run`` folder, and the evaluation's
-  ``--checkpoint`` its ``checkpoint.pt``.
+  ``--checkpoint`` its ``checkpoint.pt`` or ``best.pt``.
 
 Paths are stored relative to the repository root, and the commands are recorded
 as run from there (an absolute path into the checkout is rewritten as relative).
@@ -40,8 +49,10 @@ import shlex
 import sys
 from pathlib import Path
 
-from vae_course.checkpoint import history_of, load_checkpoint, train_config_of
+from vae_course.checkpoint import epoch_of, history_of, load_checkpoint, train_config_of
 from vae_course.provenance import cpu_model, git_commit
+from vae_course.run_folder import BEST_NAME
+from vae_course.run_log import read_events
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = "runs/latest"  # train's --out when none is given (vae_course.cli)
@@ -99,8 +110,10 @@ def disagreements(run: Path, train_command: str, eval_command: str) -> list[str]
         if repo_path(out) != repo_path(run):
             problems.append(f"the train command's --out is {out}, but the run recorded is {relative(run)}")
     for checkpoint in _flag_values(eval_command, "evaluate", "--checkpoint", None):
-        if checkpoint is None or repo_path(checkpoint) != repo_path(run) / "checkpoint.pt":
-            problems.append(f"the evaluation read --checkpoint {checkpoint}, not {relative(run)}/checkpoint.pt")
+        if checkpoint is None or repo_path(checkpoint) not in (repo_path(run) / "checkpoint.pt",
+                                                              repo_path(run) / BEST_NAME):
+            problems.append(f"the evaluation read --checkpoint {checkpoint}, not {relative(run)}/checkpoint.pt "
+                            f"or {relative(run)}/{BEST_NAME}")
     return problems
 
 
@@ -110,6 +123,11 @@ def refusals(run: Path, train_command: str, eval_command: str, dirty: bool | Non
     if not repo_path(run).is_relative_to(ROOT):
         problems.append(f"the run folder {run} is outside the repository, so the record's paths cannot be "
                         "relative to it: train into the checkout (e.g. --out runs/conv-long)")
+    dirty_sessions = [e for e in read_events(repo_path(run)) if e.get("dirty")]
+    if dirty_sessions and not allow_dirty:
+        problems.append(f"{len(dirty_sessions)} session(s) of the run trained from a tree with uncommitted changes "
+                        f"(first at epoch {dirty_sessions[0]['epoch']}, {dirty_sessions[0]['utc']}): train from a "
+                        "commit, or pass --allow-dirty to record it")
     if dirty and not allow_dirty:
         problems.append("the working tree has uncommitted changes to tracked files: commit them first (a "
                         "committed result names a clean commit) or pass --allow-dirty to record \"dirty\": true")
@@ -133,16 +151,46 @@ def _rates(history: list[dict], config: dict) -> str:
     return "lr " + ", ".join(f"{r:g} (epochs {a}-{b})" for r, a, b in spans)
 
 
+def sessions(run: Path) -> list[dict]:
+    """The run's diary, its commands written relative to the repository root."""
+    events = read_events(run)
+    for event in events:
+        if "command" in event:
+            event["command"] = relative_command(event["command"])
+    return events
+
+
+def cost(history: list[dict], evaluation: dict) -> dict:
+    """Seconds of training (every epoch of the run) and of the IWAE estimate, wall-clock and CPU."""
+    train_cpu = sum(h.get("cpu_seconds", 0.0) for h in history)
+    iwae_cpu = evaluation.get("iwae_cpu_seconds", 0.0)
+    return {"train_seconds": round(sum(h["seconds"] for h in history), 1), "train_cpu_seconds": round(train_cpu, 1),
+            "iwae_seconds": evaluation.get("iwae_seconds"), "iwae_cpu_seconds": evaluation.get("iwae_cpu_seconds"),
+            "cpu_minutes": round((train_cpu + iwae_cpu) / 60, 1),
+            "cpu_seconds_known_for_epochs": sum("cpu_seconds" in h for h in history)}
+
+
 def record(run: Path, evaluation: dict, train_command: str, note: str | None) -> dict:
     """The evaluation plus the run's provenance, as written to ``--out`` (paths relative to the repository)."""
-    state = load_checkpoint(run / "checkpoint.pt")
+    state = load_checkpoint(run / "checkpoint.pt")  # the last epoch: the whole run's history
     history = history_of(state)
     config = train_config_of(state)
     commit, dirty = git_commit()
     train_command, eval_command = relative_command(train_command), relative_command(evaluation["command"])
+    evaluated = repo_path(evaluation["checkpoint"])
+    diary = sessions(run)
     result = dict(evaluation)
     result.update({
-        "checkpoint": relative(run / "checkpoint.pt"),
+        "checkpoint": relative(evaluated),
+        "evaluated_weights": ("the epoch with the lowest validation loss (best.pt)" if evaluated.name == BEST_NAME
+                              else "the last epoch (checkpoint.pt)"),
+        "epochs_trained": epoch_of(state),
+        "val_size": config.get("val_size", 0),
+        "test_read_during_training": any(k.startswith("test_") for h in history for k in h),
+        "sessions": diary,
+        "train_commits": sorted({e["commit"] for e in diary if e.get("commit")}),
+        "cost": cost(history, evaluation),
+        "val_elbo_per_epoch": [round(h["val_elbo"], 3) for h in history if "val_elbo" in h],
         "architecture": "ConvVAE (2 conv + 256 hidden)" if evaluation["model"] == "conv-vae" else evaluation["model"],
         "objective": f"ELBO (beta = {config['beta']:g}), Adam, {_rates(history, config)}, "
                      f"batch {config['batch_size']}",
@@ -153,8 +201,10 @@ def record(run: Path, evaluation: dict, train_command: str, note: str | None) ->
         "dirty": dirty,
         "machine": f"{cpu_model()}, {os.cpu_count()} cores",
         "seconds_per_epoch": [round(h["seconds"], 1) for h in history],
-        "test_elbo_per_epoch_full_test_set": [round(h["test_elbo"], 3) for h in history],
+        "cpu_seconds_per_epoch": [round(h["cpu_seconds"], 1) for h in history if "cpu_seconds" in h],
     })
+    if result["test_read_during_training"]:
+        result["test_elbo_per_epoch_full_test_set"] = [round(h["test_elbo"], 3) for h in history if "test_elbo" in h]
     if note:
         result["note"] = note
     return result

@@ -49,6 +49,7 @@ def test_evaluate_reports_elbo_and_iwae(cli_two_epochs, capsys):
     assert result["label"] == "BCE bound on grayscale pixels, not a likelihood"
     # the IWAE estimate of -log p(x) is (statistically) below the ELBO's bound
     assert result["iwae_nll"] < -result["test_elbo"] + 3 * result["test_elbo_stderr"]
+    assert result["iwae_seconds"] >= 0 and result["iwae_cpu_seconds"] >= 0  # what the estimate cost
     assert main(["evaluate", "--checkpoint", str(out / "checkpoint.pt"), "--iw-samples", "5",
                  "--limit-test", "20", "--device", "cpu"]) == 0
     text = capsys.readouterr().out

@@ -14,6 +14,7 @@ import math
 import os
 import signal
 import sys
+import time
 from contextlib import contextmanager
 from dataclasses import fields
 from pathlib import Path
@@ -398,7 +399,11 @@ def _evaluate(args: argparse.Namespace) -> int:
     if getattr(model, "is_variational", False) and args.iw_samples > 0:
         print(check_iwae_duration(model, x, y, args.iw_samples, result["device"], allow_long=args.allow_long),
               file=sys.stderr, flush=True)  # refuses (one line) a run over 10 minutes without --allow-long
+        start, cpu_start = time.perf_counter(), time.process_time()
         iw = iwae_nll(model, x, y, k=args.iw_samples, progress=not args.json)
+        # what the estimate cost, for a result's device-minutes (CPU time: all of this process's threads)
+        result.update({"iwae_seconds": round(time.perf_counter() - start, 1),
+                       "iwae_cpu_seconds": round(time.process_time() - cpu_start, 1)})
         if not math.isfinite(iw["nll"]):
             raise ValueError(f"the IWAE estimate of {args.checkpoint} is {iw['nll']}: the model gives "
                              f"non-finite log-weights")
