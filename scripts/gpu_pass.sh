@@ -9,9 +9,11 @@
 #   2. the same, capped as a T4 would be        -> vae_course/results/bench_gpu_t4cap.json
 #      (batch 128, 15 GiB memory cap; an H200 is still far faster than a T4,
 #       so this caps memory, not speed: label it an upper bound for a T4)
-#   3. the conv VAE long run on the GPU (the recipe of vae_course/results/conv_vae_long.json:
-#      50 epochs, cosine from 1e-3, fixed before training) and its IWAE NLL
-#      (K = 5000 on the whole test set)        -> runs/gpu-conv/, runs/gpu-pass/conv_eval.json
+#   3. the conv VAE long run on the GPU, the recipe of the CPU run in runs/conv-long (every
+#      setting fixed before training: 200 epochs, cosine from 1e-3, the last 10,000 training
+#      images held out for validation and the test set unseen until the end), then the IWAE NLL
+#      (K = 5000 on the whole test set) of best.pt, the epoch with the lowest validation loss
+#                                              -> runs/gpu-conv/, runs/gpu-pass/conv_eval.json
 #   4. notebook 6 executed on the GPU (its record names the GPU)
 # Budget: about 10 minutes on an H200; each step prints its own time.
 set -euo pipefail
@@ -38,16 +40,17 @@ step bench_t4cap env PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True \
   "$PY" -m vae_course bench --device cuda --repeats 3 --json vae_course/results/bench_gpu_t4cap.json
 
 conv_train() {
-  local args=(--model conv-vae --binarize dynamic --latent-dim 50 --epochs 50 --lr 1e-3
-              --lr-schedule cosine --schedule-epochs 50 --seed 1 --device cuda --no-progress)
+  local args=(--model conv-vae --binarize dynamic --latent-dim 50 --epochs 200 --lr 1e-3
+              --lr-schedule cosine --schedule-epochs 200 --batch-size 128 --val-size 10000 --keep-test-unseen
+              --seed 1 --device cuda --no-progress)
   if [ -f runs/gpu-conv/checkpoint.pt ]; then
-    "$PY" -m vae_course train --out runs/gpu-conv --resume --epochs 50 --device cuda --no-progress
+    "$PY" -m vae_course train --out runs/gpu-conv --resume --epochs 200 --device cuda --no-progress
   else
     "$PY" -m vae_course train --out runs/gpu-conv "${args[@]}"
   fi
 }
 step conv_train conv_train
-step conv_eval bash -c "'$PY' -m vae_course evaluate --checkpoint runs/gpu-conv/checkpoint.pt \
+step conv_eval bash -c "'$PY' -m vae_course evaluate --checkpoint runs/gpu-conv/best.pt \
   --iw-samples 5000 --device cuda --allow-long --json > '$STAMPS/conv_eval.json'"
 step notebook6 "$PY" scripts/nbtools.py execute --force notebooks/06_gpu_vae.ipynb
 echo "GPU pass complete. Commit vae_course/results/bench_gpu*.json, notebooks/06_gpu_vae.ipynb, and record the"

@@ -326,5 +326,5 @@ def test_training_writes_only_to_out_and_the_cache(tmp_path):
     assert _snapshot(tmp_path / "tmp") == before["tmp"], "left files in TMPDIR"
     # the run's files, and the lock that keeps a second run out of this folder
     assert sorted(_snapshot(out)) == [".vae_course.lock", "checkpoint.pt", "metrics.json", "reconstructions.png",
-                                      "samples.png"]
+                                      "samples.png", "sessions.jsonl"]
     assert (cache / "data" / "MNIST" / "raw").is_dir()

@@ -80,6 +80,7 @@ BOUNDS: dict[str, Bound] = {
     "beta": Bound(0, math.inf, integer=False),
     "kl_warmup_epochs": Bound(0, 10_000, integer=False),
     "free_bits": Bound(0, math.inf, integer=False),
+    "threads": Bound(1, 1024, why="torch threads on the CPU"),
     # evaluation
     "iw_samples": Bound(0, 1_000_000, why="papers use 5,000"),
     "sample_test": Bound(1, 10_000_000),

@@ -33,6 +33,7 @@ from .checkpoint import (CheckpointError, epoch_of, history_of, load_checkpoint,
 from .data import BINARIZE_MODES, DATASETS, DataNotFoundError, load_data
 from .device import DEVICE_CHOICES, device_name, get_device
 from .distributed import DistContext, broadcast_flag, launched_by_torchrun
+from .threads import choose_cpu_threads
 from .evaluate import check_iwae_duration, evaluate_elbo, iwae_nll
 from .models import MODELS
 from .plots import reconstruction_pairs, save_grid
@@ -190,6 +191,9 @@ def _add_train_parser(sub) -> None:
     p.add_argument("--amp", action="store_true", default=None,
                    help="mixed precision on a CUDA GPU (bf16 where supported, else fp16)")
     p.add_argument("--compile", action="store_true", default=None, help="torch.compile the training step")
+    p.add_argument("--threads", type=_positive_int, default=None,
+                   help="torch threads on the CPU (default: one per physical core that no other process keeps "
+                        "busy at the start; threads that share a busy core make training several times slower)")
     p.add_argument("--out", default="runs/latest", help="folder for checkpoint.pt, metrics.json and images "
                                                        "(default: runs/latest)")
     changeable = [flag_name(f.name) for f in fields(TrainConfig)
@@ -291,6 +295,10 @@ def _train(args: argparse.Namespace) -> int:
             trainer = Trainer.resume(out, progress=progress, **_given_settings(args))
         else:
             trainer = Trainer(config=default_config(**_given_settings(args)), out_dir=out, progress=progress)
+        if trainer.device.type == "cpu":
+            note = choose_cpu_threads(args.threads)  # before fit(): the diary records the count used
+            if note:
+                print(note, flush=True)
         if trainer.epoch >= trainer.config.epochs:
             print(f"Nothing to do: the checkpoint already has {trainer.epoch} of {trainer.config.epochs} epochs.")
         trainer.fit()  # inside, a stop signal saves and raises TrainingInterrupted with the resume command

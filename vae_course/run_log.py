@@ -53,6 +53,7 @@ def append_event(folder: str | os.PathLike, event: str, epoch: int, **facts: Any
     """Append one line to ``folder/sessions.jsonl`` (created on first use)."""
     line = json.dumps({"event": event, "epoch": epoch, "utc": utc_now(), **facts}) + "\n"
     path = Path(folder) / LOG_NAME
+    path.parent.mkdir(parents=True, exist_ok=True)  # a library Trainer's out_dir may not exist yet
     # O_NOFOLLOW and one name only: a link planted in the folder cannot make the run append elsewhere
     fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o644)
     try:
@@ -62,6 +63,8 @@ def append_event(folder: str | os.PathLike, event: str, epoch: int, **facts: Any
         if info.st_size and os.pread(fd, 1, info.st_size - 1) != b"\n":
             line = "\n" + line  # a line cut short by a kill stays alone (and is skipped on reading)
         os.write(fd, line.encode("utf-8"))
+    except OSError as err:  # name the file (a full disk's error names none)
+        raise OSError(err.errno, err.strerror, str(path)) from None
     finally:
         os.close(fd)
 
