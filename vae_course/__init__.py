@@ -21,11 +21,13 @@ imported from here. Where things live:
 ``bench_runs``     one side of the benchmark, in its own process
 ``train``          ``train_epoch`` (the loop), ``Trainer`` / ``train_model``, stop signals, resume
 ``run_folder``     one owner for a run's ``--out`` folder: lock, no silent overwrite, atomic writes
+``run_log``        the run's diary (``sessions.jsonl``): every start, interruption and resume
 ``checkpoint``     the checkpoint format: write, validate everything, read, migrate
 ``inference``      running a model over a dataset: eval mode, batch by batch
 ``evaluate``       test ELBO and the importance-weighted NLL (memory-bounded)
 ``distributed``    several processes / GPUs with ``torchrun`` (DistributedDataParallel)
 ``device``         choosing CUDA, MPS or the CPU
+``threads``        the CPU's torch threads: one per core no other process keeps busy
 ``rng``            seeding and saving every random-number state
 ``plots``          image grids, latent scatter plots, loss curves
 ``diagrams``       pictures of the model: architecture, reparameterization, ELBO, posteriors
