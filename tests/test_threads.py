@@ -11,17 +11,19 @@ import torch
 
 from course_testing import cli_env, run_cli
 from vae_course.run_log import read_events
-from vae_course.threads import BUSY_CORE, choose_cpu_threads, fair_threads
+from vae_course.threads import BUSY_CPU, choose_cpu_threads, fair_threads
 
 LINUX = os.path.isfile("/proc/stat")
 
 
-@pytest.mark.parametrize("available, busy, expected", [
-    (2, None, 2), (2, 0.0, 2), (2, BUSY_CORE - 0.01, 2), (2, BUSY_CORE, 1), (2, 1.0, 1), (2, 1.9, 1),
-    (8, 1.0, 7), (8, 2.6, 5), (8, 30.0, 1), (1, 1.0, 1),
+@pytest.mark.parametrize("available, busy, cpus, expected", [
+    (2, None, 2, 2), (2, 0.0, 2, 2), (2, BUSY_CPU - 0.01, 2, 2), (2, BUSY_CPU, 2, 1), (2, 1.0, 2, 1),
+    (2, 1.9, 2, 1), (8, 1.0, 8, 7), (8, 2.6, 8, 5), (8, 30.0, 8, 1), (1, 1.0, 1, 1),
+    (4, 1.0, 8, 4), (4, 4.2, 8, 4), (4, 5.0, 8, 3),  # 4 cores, 8 hyper-threads: busy CPUs beyond the free ones
+    (1, 1.0, 2, 1),  # Colab: one core, two vCPUs, torch uses 1
 ])
-def test_fair_threads(available, busy, expected):
-    assert fair_threads(available, busy) == expected
+def test_fair_threads(available, busy, cpus, expected):
+    assert fair_threads(available, busy, cpus) == expected
 
 
 def test_a_requested_count_is_used_as_given():
@@ -58,6 +60,7 @@ def test_the_cli_trains_with_one_thread_fewer_beside_a_busy_process(tmp_path):
     default = os.cpu_count()  # one thread per core on this machine (no hyper-threads on the CI hosts)
     note = [ln for ln in p.stdout.splitlines() if ln.startswith("Other processes keep")]
     assert len(note) == 1 and f"instead of {default}" in note[0] and f"--threads {default}" in note[0], p.stdout
+    assert "logical CPUs busy" in note[0] and "OMP_NUM_THREADS" in note[0]
     assert read_events(tmp_path / "a")[0]["device"] == f"cpu ({default - 1} thread{'s' if default > 2 else ''})"
 
 

@@ -192,8 +192,9 @@ def _add_train_parser(sub) -> None:
                    help="mixed precision on a CUDA GPU (bf16 where supported, else fp16)")
     p.add_argument("--compile", action="store_true", default=None, help="torch.compile the training step")
     p.add_argument("--threads", type=_positive_int, default=None,
-                   help="torch threads on the CPU (default: one per physical core that no other process keeps "
-                        "busy at the start; threads that share a busy core make training several times slower)")
+                   help="torch threads on the CPU (default: torch's one per physical core, lowered at the start to the "
+                        "logical CPUs no other process keeps busy, since threads that share a CPU with another "
+                        "process make training several times slower; OMP_NUM_THREADS also overrides it)")
     p.add_argument("--out", default="runs/latest", help="folder for checkpoint.pt, metrics.json and images "
                                                        "(default: runs/latest)")
     changeable = [flag_name(f.name) for f in fields(TrainConfig)
