@@ -146,3 +146,20 @@ def test_every_weight_the_package_ships_matches_its_manifest():
         assert {"dtype", "model_name", "model_config", "config", "train_command"} <= entry.keys()
     listed = {entry["file"] for entry in manifest.values()}
     assert not [p.name for p in WEIGHTS_DIR.glob("*.pth") if p.name not in listed], "unlisted weight files"
+
+
+def test_every_shipped_pretrained_model_is_used_as_the_package_would_train_it(capsys):
+    """Each shipped copy of a pretrained model matches the configuration pretrained() would train
+    with today, so it is used, not retrained (a setting added later counts at its default)."""
+    from vae_course.pretrained import _shipped_config
+
+    for name in read_manifest(WEIGHTS_DIR):
+        if name in PRETRAINED:
+            assert shipped_model(name, expected=_shipped_config(name)) is not None, name
+    assert "other settings" not in capsys.readouterr().out
+
+
+def test_a_setting_newer_than_the_manifest_counts_at_its_default(shipped: Path):
+    entry = read_manifest(shipped)[NAME]
+    old = {k: v for k, v in entry["config"].items() if k != "beta"}  # as if written before beta existed
+    assert shipped_model(NAME, shipped, expected={**old, "beta": 1.0}) is not None or entry["config"]["beta"] != 1.0

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +43,7 @@ from torch import Tensor, nn
 from .bounds import shown
 from .checkpoint_checks import CheckpointError, check_history, check_model_state, check_train_config, meta_model
 from .checkpoint_schema import model_bytes
+from .config import TrainConfig, affects_weights
 from .hashing import file_digest
 from .models import build_model
 from .safe_load import read_torch_file
@@ -50,8 +52,8 @@ from .safe_pickle import Node, PickleShape, entries
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 MANIFEST = "manifest.json"
 STORED_DTYPE = torch.float16
-# Settings that do not change the trained weights (as in pretrained's cache key).
-_NOT_COMPARED = ("device", "log_every")
+# Settings that do not change the trained weights (declared on TrainConfig; pretrained's cache key skips them too).
+_NOT_COMPARED = tuple(f.name for f in fields(TrainConfig) if not affects_weights(f))
 # The manifest of the package's ten models is about 100 kB (with their histories).
 MAX_MANIFEST_BYTES = 2 * 1024**2
 _RETRAIN = "reinstall vae-course or set VAE_COURSE_RETRAIN=1 to train the model instead"
@@ -180,7 +182,9 @@ def load_shipped(name: str, directory: Path | None = None) -> dict[str, Tensor] 
 
 
 def _compared(config: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in config.items() if k not in _NOT_COMPARED}
+    """The settings that shape the weights; a setting newer than the manifest counts at its default
+    (weights shipped before it existed were trained as its default trains)."""
+    return {k: v for k, v in {**asdict(TrainConfig()), **config}.items() if k not in _NOT_COMPARED}
 
 
 def shipped_model(name: str, directory: Path | None = None,
